@@ -1,0 +1,50 @@
+"""The alert record that alerting keeps and the dashboard reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+AlertState = Literal["pending", "firing", "resolved"]
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """A stable identity for a label set: the same labels always give the same alert."""
+    text = json.dumps(sorted(labels.items()), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One rule instance over time, identified by its labels.
+
+    Times are Unix seconds in data time (the window end of the finding that moved the alert),
+    so a replay of old data and live running give the same history.
+    """
+
+    fingerprint: str
+    labels: tuple[tuple[str, str], ...]
+    state: AlertState
+    active_since: float
+    updated_at: float
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    value: float = 0.0
+    threshold: float = 0.0
+    summary: str = ""
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An alert entering a new state at a time; what notifications are made from."""
+
+    alert: Alert
+    previous: AlertState | None
+    at: float

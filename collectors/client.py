@@ -1,0 +1,5 @@
+"""Placeholder until the client lands."""
+
+
+class Monitor:
+    pass

@@ -1,0 +1,209 @@
+"""The one typed configuration object, loaded from `watchkeeper.yaml`.
+
+Everything that can be configured is here with its default, so that a missing file still gives
+a working stack and a wrong file fails at load time naming the file, the key path and what was
+expected. Secrets may be written as `${ENV_VAR}` inside receiver URLs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names file, key and expectation."""
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `90`, `"90s"`, `"5m"`, `"1.5h"`, `"2d"` or `"1w"`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("expected a non-negative duration")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    raise ValueError(f"expected a duration such as 30s, 5m, 1h; got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest of `45s`, `5m`, `2h`, `3d` that is exact, for messages."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StorageConfig(_Section):
+    """Where samples, predictions, labels and findings live."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: Path = Path("watchkeeper-data")
+
+    @property
+    def store_file(self) -> Path:
+        return self.path / "watchkeeper.db"
+
+    @property
+    def alert_state_file(self) -> Path:
+        return self.path / "alerts.db"
+
+
+class IngestConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    max_body_bytes: int = Field(10_000_000, gt=0)
+    max_batch_items: int = Field(10_000, gt=0)
+
+
+class UpCheck(_Section):
+    """Fires when a model has sent nothing for longer than `staleness`."""
+
+    enabled: bool = True
+    staleness: Duration = 300.0
+    for_: Duration = Field(0.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "critical"
+
+
+class ErrorRateCheck(_Section):
+    """Fires when the error rate is above `threshold` with `confidence` (Wilson lower bound)."""
+
+    enabled: bool = True
+    threshold: Probability = 0.05
+    confidence: Probability = 0.95
+    min_count: int = Field(20, ge=1)
+    for_: Duration = Field(300.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "critical"
+
+
+class DriftCheck(_Section):
+    """KS test of each numeric feature against the reference window.
+
+    `p_value` is the family-wise error rate across the model's features in one window (Holm);
+    `min_effect` is the smallest KS statistic worth paging for, so that a huge sample with a
+    negligible shift stays quiet.
+    """
+
+    enabled: bool = True
+    p_value: Probability = 0.01
+    min_effect: float = Field(0.1, gt=0.0, le=1.0)
+    min_samples: int = Field(50, ge=5)
+    reference: Duration = 3600.0
+    for_: Duration = Field(900.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class ChecksConfig(_Section):
+    up: UpCheck = UpCheck()
+    error_rate: ErrorRateCheck = ErrorRateCheck()
+    drift: DriftCheck = DriftCheck()
+
+
+class ModelConfig(_Section):
+    """How one model is judged: window length, evaluation step, checks and extra alert labels."""
+
+    window: Duration = 3600.0
+    every: Duration = 300.0
+    checks: ChecksConfig = ChecksConfig()
+    labels: dict[str, str] = {}
+
+
+class DetectorConfig(_Section):
+    interval: Duration = 30.0
+    defaults: ModelConfig = ModelConfig()
+
+
+class AlertingConfig(_Section):
+    receivers: list[str] = []
+    console: bool = True
+    dashboard_url: str = ""
+
+
+class DashboardConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8501, ge=0, le=65535)
+
+
+class Config(_Section):
+    storage: StorageConfig = StorageConfig()
+    ingest: IngestConfig = IngestConfig()
+    detector: DetectorConfig = DetectorConfig()
+    models: dict[str, ModelConfig] = {}
+    alerting: AlertingConfig = AlertingConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+
+    def model(self, name: str) -> ModelConfig:
+        """The configuration of a model, or the defaults for a model nobody configured."""
+        return self.models.get(name, self.detector.defaults)
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: str, where: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV.sub(substitute, value)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a parsed configuration; errors name `source`, the key path and the problem."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            problems.append(f"{source}: {path}: {error['msg']}")
+        raise ConfigError("\n".join(problems)) from None
+    receivers = [
+        _expand_env(url, f"{source}: alerting.receivers.{i}")
+        for i, url in enumerate(config.alerting.receivers)
+    ]
+    return config.model_copy(
+        update={"alerting": config.alerting.model_copy(update={"receivers": receivers})}
+    )
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load `path`, or return the defaults when `path` is None."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: (top level): expected a mapping, got {type(data).__name__}")
+    return config_from_dict(data, str(path))
