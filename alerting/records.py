@@ -48,3 +48,18 @@ class Transition:
     alert: Alert
     previous: AlertState | None
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """One delivery of one transition to one receiver, as kept in the notification log.
+
+    `receiver` is the masked name (never the raw URL), so the log is safe to show anyone.
+    """
+
+    fingerprint: str
+    state: AlertState
+    receiver: str
+    ok: bool
+    detail: str
+    at: float

@@ -1,1 +1,395 @@
-"""Placeholder."""
+"""The ingest HTTP API: `POST /v1/ingest`, `GET /healthz`, `GET /metrics`.
+
+The API is stateless: each request body is read with hard limits (declared and actual size,
+decompressed size for gzip, number of items), validated against `wire.IngestBatch`, and stored
+in one `Store.write` call, so a batch is stored whole or not at all and retries are harmless
+(records with an id already stored are ignored). Every refusal is a 4xx whose JSON body says
+what is wrong and where (`predictions.3.features.age`); a store that cannot write answers 503
+with `Retry-After`, which the client library honours. Input never causes a 500.
+
+`IngestServer` runs an app under uvicorn in a background thread, for the CLI and for tests:
+
+    server = IngestServer(create_app(store, IngestConfig()), "127.0.0.1", 0)
+    server.start()          # returns once it listens; server.url -> "http://127.0.0.1:PORT"
+    ...
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import zlib
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import Histogram as PromHistogram
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from watchkeeper.config import IngestConfig
+from watchkeeper.tsdb import Store
+
+from .wire import KINDS, IngestBatch, count_items
+
+__all__ = ["IngestServer", "create_app"]
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+MAX_DETAILS = 100  # a batch of 10,000 bad items gets a readable answer, not 10,000 lines
+REJECT_REASONS = (
+    "invalid_json",
+    "invalid_schema",
+    "body_too_large",
+    "too_many_items",
+    "bad_encoding",
+    "store_unavailable",
+)
+
+
+class _Reject(Exception):
+    """A request refused with a status, a reason label and a one-line message."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        details: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.details = details or []
+        self.headers = headers
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.items = Counter(
+            "watchkeeper_ingest_items_total",
+            "Records accepted by the ingest API, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "watchkeeper_ingest_rejected_total",
+            "Ingest requests refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.latency = PromHistogram(
+            "watchkeeper_ingest_request_duration_seconds",
+            "Time to handle one ingest request, reading to answer.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+        for kind in KINDS:
+            self.items.labels(kind)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+
+
+def _error(
+    status: int,
+    message: str,
+    details: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "details": details or []}, status_code=status, headers=headers
+    )
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in parts) if parts else "body"
+
+
+def _details(exc: ValidationError | RequestValidationError) -> list[dict[str, str]]:
+    seen: set[tuple[str, str]] = set()
+    out: list[dict[str, str]] = []
+    for err in exc.errors():
+        loc = _loc(tuple(err.get("loc", ())))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if (loc, msg) not in seen:
+            seen.add((loc, msg))
+            out.append({"loc": loc, "msg": msg})
+    return out
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) a declared or actual size over `limit` before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise _Reject(400, "bad_encoding", "Content-Length is not an integer") from None
+        if size > limit:
+            raise _Reject(
+                413, "body_too_large", f"body of {size} bytes is over the limit of {limit} bytes"
+            )
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _Reject(413, "body_too_large", f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress a gzip body without ever holding more than `limit` + 1 bytes of output."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise _Reject(
+                413,
+                "body_too_large",
+                f"decompressed body is over the limit of {limit} bytes",
+            )
+        out += inflater.flush()
+    except zlib.error as exc:
+        raise _Reject(400, "bad_encoding", f"body is not valid gzip: {exc}") from None
+    if not inflater.eof:
+        raise _Reject(400, "bad_encoding", "gzip body is truncated")
+    if inflater.unused_data:
+        raise _Reject(400, "bad_encoding", "unexpected bytes after the gzip stream")
+    return out
+
+
+def _decode(body: bytes, encoding: str, limit: int) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(body, limit)
+    raise _Reject(415, "bad_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip")
+
+
+def _parse(raw: bytes) -> Any:
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        body = json.loads(raw, parse_constant=no_constants)
+    except UnicodeDecodeError:
+        raise _Reject(400, "invalid_json", "body is not UTF-8 text") from None
+    except ValueError as exc:
+        raise _Reject(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _Reject(400, "invalid_json", "body is nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(raw):  # a lone "\ud800" parses, but no store can encode it
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Reject(
+                400, "invalid_json", "body has a string with an unpaired UTF-16 surrogate"
+            ) from None
+    return body
+
+
+def create_app(
+    store: Store, config: IngestConfig, *, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """The ingest API over `store`, with its metrics on `registry` (a fresh one by default)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = _Metrics(registry)
+    app = FastAPI(title="watchkeeper ingest", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        return _error(exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.rejected.labels("invalid_schema").inc()
+        return _error(422, "invalid request", _details(exc))
+
+    async def handle(request: Request) -> dict[str, Any]:
+        raw = await _read_body(request, config.max_body_bytes)
+        raw = _decode(raw, request.headers.get("content-encoding", ""), config.max_body_bytes)
+        body = _parse(raw)
+        items = count_items(body)
+        if items > config.max_batch_items:
+            raise _Reject(
+                413,
+                "too_many_items",
+                f"batch of {items} items is over the limit of {config.max_batch_items}",
+            )
+        try:
+            batch = IngestBatch.model_validate(body)
+        except ValidationError as exc:
+            details = _details(exc)
+            first = f"{details[0]['loc']}: {details[0]['msg']}" if details else ""
+            raise _Reject(
+                422,
+                "invalid_schema",
+                f"invalid batch ({len(details)} problem{'s' * (len(details) != 1)}): {first}",
+                details[:MAX_DETAILS],
+            ) from None
+        records = batch.to_records()
+        try:
+            result = await run_in_threadpool(
+                store.write,
+                predictions=records.predictions,
+                labels=records.labels,
+                samples=records.samples,
+            )
+        except Exception as exc:
+            log.warning("store refused a batch of %d items: %s", items, exc)
+            raise _Reject(
+                503,
+                "store_unavailable",
+                f"store unavailable, retry later: {exc}",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
+        accepted = {
+            "predictions": len(records.predictions),
+            "labels": len(records.labels),
+            "samples": len(records.samples),
+        }
+        for kind, n in accepted.items():
+            if n:
+                metrics.items.labels(kind).inc(n)
+        stored = {
+            "predictions": result.predictions,
+            "labels": result.labels,
+            "samples": result.samples,
+        }
+        return {"accepted": accepted, "stored": stored}
+
+    @app.post("/v1/ingest")
+    async def ingest(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            return JSONResponse(await handle(request))
+        except _Reject as rej:
+            metrics.rejected.labels(rej.reason).inc()
+            return _error(rej.status, rej.message, rej.details, rej.headers)
+        finally:
+            metrics.latency.observe(time.perf_counter() - started)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        try:
+            await run_in_threadpool(store.models)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class IngestServer:
+    """Serve an ASGI app with uvicorn in a daemon thread; `start()` returns once listening.
+
+    The listening socket is bound here, before uvicorn starts, so that a port already in use
+    raises `OSError` from `start()` and port 0 gives a real port at once.
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.requested_port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._failure: BaseException | None = None
+        self._port: int | None = None
+
+    def __repr__(self) -> str:
+        return f"IngestServer(host={self.host!r}, port={self.requested_port})"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.requested_port))
+            sock.listen(2048)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                exc.errno,
+                f"ingest server cannot listen on {self.host}:{self.requested_port}: "
+                f"{exc.strerror or exc}",
+            ) from exc
+        return sock
+
+    def _run(self) -> None:
+        assert self._server is not None and self._sock is not None
+        try:
+            self._server.run(sockets=[self._sock])
+        except BaseException as exc:  # SystemExit from uvicorn on start-up failure included
+            self._failure = exc
+
+    def start(self, timeout: float = 10.0) -> IngestServer:
+        """Bind, start serving in the background and wait until the server accepts requests."""
+        if self._thread is not None:
+            raise RuntimeError("the server is already started")
+        self._sock = self._bind()
+        self._port = int(self._sock.getsockname()[1])
+        config = uvicorn.Config(
+            self.app, host=self.host, port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="watchkeeper-ingest", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                self._sock.close()
+                raise RuntimeError(f"ingest server failed to start: {self._failure!r}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"ingest server did not start within {timeout} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let requests in progress finish, and join the thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._sock is not None:
+            self._sock.close()
+
+    def __enter__(self) -> IngestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

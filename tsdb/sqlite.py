@@ -14,8 +14,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from .records import FeatureValue, Finding, Label, ModelInfo, Prediction, Sample, Severity
+from .records import FeatureValue, Finding, Label, ModelInfo, Prediction, Sample
 from .store import PredictionMetric, WriteResult
 
 SCHEMA_VERSION = 1
@@ -71,12 +72,12 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        with self._transaction() as conn:
-            conn.executescript(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+        conn = self._conn()
+        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteStore(path={str(self.path)!r})"
@@ -85,7 +86,9 @@ class SQLiteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                self.path,
+                timeout=self.busy_timeout_s,
+                isolation_level=None,
                 check_same_thread=False,
             )
             conn.execute("PRAGMA journal_mode=WAL")
@@ -132,8 +135,7 @@ class SQLiteStore:
                 conn,
                 "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (s.model, s.name, json.dumps(sorted(s.labels)), s.timestamp, s.version,
-                     s.value)
+                    (s.model, s.name, json.dumps(sorted(s.labels)), s.timestamp, s.version, s.value)
                     for s in samples
                 ],
             )
@@ -141,9 +143,17 @@ class SQLiteStore:
                 conn,
                 "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (p.model, p.prediction_id, p.timestamp, p.version,
-                     json.dumps(p.features, sort_keys=True), _dump(p.output), p.latency_s,
-                     int(p.error), p.sample_rate)
+                    (
+                        p.model,
+                        p.prediction_id,
+                        p.timestamp,
+                        p.version,
+                        json.dumps(p.features, sort_keys=True),
+                        _dump(p.output),
+                        p.latency_s,
+                        int(p.error),
+                        p.sample_rate,
+                    )
                     for p in predictions
                 ],
             )
@@ -157,11 +167,25 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO findings VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (f.model, f.check, f.subject, f.window_start, f.window_end, f.statistic,
-                     f.value, f.threshold, int(f.breached), f.severity, f.p_value,
-                     f.interval[0] if f.interval else None,
-                     f.interval[1] if f.interval else None,
-                     f.reference_id, f.rule_hash, f.summary, f.n)
+                    (
+                        f.model,
+                        f.check,
+                        f.subject,
+                        f.window_start,
+                        f.window_end,
+                        f.statistic,
+                        f.value,
+                        f.threshold,
+                        int(f.breached),
+                        f.severity,
+                        f.p_value,
+                        f.interval[0] if f.interval else None,
+                        f.interval[1] if f.interval else None,
+                        f.reference_id,
+                        f.rule_hash,
+                        f.summary,
+                        f.n,
+                    )
                     for f in findings
                 ],
             )
@@ -200,9 +224,15 @@ class SQLiteStore:
         )
         return [
             Prediction(
-                model=model, prediction_id=pid, timestamp=ts, version=version,
-                features=json.loads(features), output=_load(output), latency_s=latency,
-                error=bool(error), sample_rate=rate,
+                model=model,
+                prediction_id=pid,
+                timestamp=ts,
+                version=version,
+                features=json.loads(features),
+                output=_load(output),
+                latency_s=latency,
+                error=bool(error),
+                sample_rate=rate,
             )
             for pid, ts, version, features, output, latency, error, rate in rows
         ]
@@ -265,9 +295,9 @@ class SQLiteStore:
         return [(start + b * step, float(v)) for b, v in rows if v is not None]
 
     def last_seen(self, model: str) -> float | None:
-        row = self._conn().execute(
-            "SELECT last_seen FROM models WHERE name = ?", (model,)
-        ).fetchone()
+        row = (
+            self._conn().execute("SELECT last_seen FROM models WHERE name = ?", (model,)).fetchone()
+        )
         return None if row is None else float(row[0])
 
     def findings(
@@ -278,7 +308,8 @@ class SQLiteStore:
         *,
         breached_only: bool = False,
     ) -> list[Finding]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[object] = []
         if model is not None:
             clauses.append("model = ?")
             args.append(model)
@@ -301,9 +332,11 @@ class SQLiteStore:
         return [_finding(row) for row in rows]
 
     def last_evaluated(self, model: str) -> float | None:
-        row = self._conn().execute(
-            "SELECT max(window_end) FROM findings WHERE model = ?", (model,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT max(window_end) FROM findings WHERE model = ?", (model,))
+            .fetchone()
+        )
         return None if row is None or row[0] is None else float(row[0])
 
     def close(self) -> None:
@@ -330,17 +363,41 @@ def _quantile(values: list[float], q: float) -> float:
     return values[low] + (values[high] - values[low]) * (position - low)
 
 
-def _finding(row: tuple[object, ...]) -> Finding:
-    (model, check, subject, statistic, value, threshold, breached, severity, window_start,
-     window_end, p_value, low, high, reference_id, rule_hash, summary, n) = row
-    severity_value: Severity = severity  # type: ignore[assignment]
+def _finding(row: tuple[Any, ...]) -> Finding:
+    (
+        model,
+        check,
+        subject,
+        statistic,
+        value,
+        threshold,
+        breached,
+        severity,
+        window_start,
+        window_end,
+        p_value,
+        low,
+        high,
+        reference_id,
+        rule_hash,
+        summary,
+        n,
+    ) = row
     return Finding(
-        model=str(model), check=str(check), subject=str(subject), statistic=str(statistic),
-        value=float(value), threshold=float(threshold),  # type: ignore[arg-type]
-        breached=bool(breached), severity=severity_value,
-        window_start=float(window_start), window_end=float(window_end),  # type: ignore[arg-type]
-        p_value=None if p_value is None else float(p_value),  # type: ignore[arg-type]
-        interval=None if low is None else (float(low), float(high)),  # type: ignore[arg-type]
-        reference_id=str(reference_id), rule_hash=str(rule_hash), summary=str(summary),
-        n=int(n),  # type: ignore[call-overload]
+        model=model,
+        check=check,
+        subject=subject,
+        statistic=statistic,
+        value=float(value),
+        threshold=float(threshold),
+        breached=bool(breached),
+        severity=severity,
+        window_start=float(window_start),
+        window_end=float(window_end),
+        p_value=None if p_value is None else float(p_value),
+        interval=None if low is None else (float(low), float(high)),
+        reference_id=reference_id,
+        rule_hash=rule_hash,
+        summary=summary,
+        n=int(n),
     )

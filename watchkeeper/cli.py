@@ -1,1 +1,249 @@
-"""Placeholder."""
+"""The `watchkeeper` command line: demo, serve, dashboard and check-config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from watchkeeper import __version__
+from watchkeeper.config import Config, ConfigError, load_config, parse_duration
+
+EPILOG = """examples:
+  watchkeeper demo                         the whole stack with synthetic services and incidents
+  watchkeeper demo --duration 60 --no-dashboard --notify json://127.0.0.1:9000/hook
+  watchkeeper serve --config watchkeeper.yaml
+  watchkeeper dashboard --config watchkeeper.yaml
+  watchkeeper check-config watchkeeper.yaml
+"""
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watchkeeper",
+        description="Monitoring and alerting for machine-learning models in production.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"watchkeeper {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much to log to stderr (default: WARNING)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole stack with synthetic model services and injected incidents",
+        description=(
+            "Start the ingest API, detector, alerting and dashboard on an embedded data "
+            "directory; backfill three hours of history (an error burst and a drift onset) "
+            "through the real client; then keep two synthetic services sending live, one of "
+            "which goes silent for 90 s. Alerts print to the console and go to every --notify "
+            "URL. Stops after --duration or on Ctrl-C."
+        ),
+    )
+    demo.add_argument(
+        "--duration",
+        type=_duration,
+        default=None,
+        metavar="SECONDS",
+        help="stop cleanly after this long (e.g. 60, 90s, 5m); default: run until Ctrl-C",
+    )
+    demo.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("watchkeeper-demo"),
+        help="where the demo keeps its data (default: ./watchkeeper-demo; a previous demo's "
+        "directory is cleared, any other non-empty directory is refused)",
+    )
+    demo.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="APPRISE_URL",
+        help="also deliver alerts to this apprise URL (repeatable), e.g. "
+        "json://127.0.0.1:9000/hook, mailto://..., slack://...",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="ingest API port (default 8765, or a free one if taken)",
+    )
+    demo.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8501,
+        help="dashboard port (default 8501, or a free one if taken)",
+    )
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the ingest API, detector and alerting",
+        description="Serve POST /v1/ingest, GET /healthz and GET /metrics, and run the "
+        "detector and alerting on their schedule, until Ctrl-C or SIGTERM.",
+    )
+    _add_config_options(serve)
+    serve.add_argument("--host", help="ingest API address (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="ingest API port (default from config: 8765)")
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="open the Streamlit dashboard on a data directory",
+        description="Serve the dashboard (read-only) until Ctrl-C.",
+    )
+    _add_config_options(dashboard)
+    dashboard.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, help="port (default from config: 8501)")
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a configuration file and check the store is writable",
+        description="Exit 0 and print a summary when the file is valid and the store opens; "
+        "exit 1 naming the file, key path and problem otherwise.",
+    )
+    check.add_argument("config", type=Path, help="path to watchkeeper.yaml")
+    return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="path to watchkeeper.yaml (default: none)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="data directory (overrides storage.path of the config)"
+    )
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    if args.data_dir is not None:
+        storage = config.storage.model_copy(update={"path": args.data_dir})
+        config = config.model_copy(update={"storage": storage})
+    return config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from watchkeeper.runtime import Stack
+
+    config = _load(args)
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    config = config.model_copy(update={"ingest": config.ingest.model_copy(update=updates)})
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    with Stack(config) as stack:
+        stack.start()
+        print(
+            f"watchkeeper serving on {stack.ingest_url} (data in {config.storage.path})", flush=True
+        )
+        try:
+            while not stopping.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print("stopping", flush=True)
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from watchkeeper.dashboard import launch, wait_until_ready
+
+    config = _load(args)
+    host = args.host or config.dashboard.host
+    port = args.port if args.port is not None else config.dashboard.port
+    process = launch(config.storage.path, config_path=args.config, host=host, port=port)
+    url = f"http://{host}:{port}"
+    try:
+        try:
+            wait_until_ready(url, timeout=60.0, process=process)
+        except (TimeoutError, RuntimeError) as exc:
+            print(f"watchkeeper dashboard: {exc}", file=sys.stderr)
+        else:
+            print(f"dashboard ready: {url} (Ctrl-C to stop)", flush=True)
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=10)
+        return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from watchkeeper.tsdb import SQLiteStore
+
+    config = load_config(args.config)
+    try:
+        store = SQLiteStore(config.storage.store_file)
+        store.write()
+        store.close()
+    except Exception as exc:
+        print(
+            f"{args.config}: storage.path: cannot open a writable store at "
+            f"{config.storage.store_file}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{args.config}: ok: store {config.storage.store_file} writable; "
+        f"{len(config.models)} configured model(s); "
+        f"{len(config.alerting.receivers)} receiver(s)"
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from watchkeeper.demo import DemoError, DemoOptions, run_demo
+
+    try:
+        return run_demo(
+            DemoOptions(
+                data_dir=args.data_dir,
+                duration_s=args.duration,
+                dashboard=not args.no_dashboard,
+                notify=tuple(args.notify),
+                port=args.port,
+                dashboard_port=args.dashboard_port,
+            )
+        )
+    except DemoError as exc:
+        print(f"watchkeeper demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    handlers = {
+        "demo": _demo,
+        "serve": _serve,
+        "dashboard": _dashboard,
+        "check-config": _check_config,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

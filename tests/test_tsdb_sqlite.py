@@ -1,0 +1,143 @@
+"""The embedded SQLite store: what is written comes back, batches are atomic, repeats ignored."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from watchkeeper.tsdb import Finding, Label, Prediction, Sample, SQLiteStore, Store
+
+
+def _prediction(i: int, t: float, *, error: bool = False, latency: float = 0.01) -> Prediction:
+    return Prediction(
+        model="m",
+        prediction_id=f"p{i}",
+        timestamp=t,
+        features={"x": float(i), "c": "a"},
+        output=0.5,
+        version="1",
+        latency_s=latency,
+        error=error,
+    )
+
+
+def test_sqlite_store_satisfies_the_store_protocol(store: SQLiteStore) -> None:
+    assert isinstance(store, Store)
+
+
+def test_records_round_trip(store: SQLiteStore) -> None:
+    predictions = [_prediction(i, 1000.0 + i) for i in range(5)]
+    finding = Finding(
+        model="m",
+        check="drift",
+        subject="x",
+        statistic="ks",
+        value=0.4,
+        threshold=0.1,
+        breached=True,
+        severity="warning",
+        window_start=900.0,
+        window_end=1000.0,
+        p_value=1e-6,
+        interval=(0.3, 0.5),
+        reference_id="ref",
+        rule_hash="abc",
+        n=5,
+    )
+    result = store.write(
+        samples=[Sample("m", "up", 1000.0, 1.0, "1", (("target", "a"),))],
+        predictions=predictions,
+        labels=[Label("m", "p1", 1, 1500.0)],
+        findings=[finding],
+    )
+    assert (result.samples, result.predictions, result.labels, result.findings) == (1, 5, 1, 1)
+    assert store.predictions("m", 1000.0, 1005.0) == predictions
+    assert store.predictions("m", 1001.0, 1003.0) == predictions[1:3]  # half-open window
+    assert store.labels("m", ["p1", "p2"]) == {"p1": Label("m", "p1", 1, 1500.0)}
+    assert store.samples("m", "up", 0, 2000) == [
+        Sample("m", "up", 1000.0, 1.0, "1", (("target", "a"),))
+    ]
+    assert store.findings("m") == [finding]
+    assert store.last_evaluated("m") == 1000.0
+    [info] = store.models()
+    assert (info.name, info.versions, info.first_seen, info.last_seen) == (
+        "m",
+        ("1",),
+        1000.0,
+        1004.0,
+    )
+    assert store.last_seen("m") == 1004.0
+    assert store.last_seen("other") is None
+
+
+def test_repeated_ids_are_not_stored_twice(store: SQLiteStore) -> None:
+    batch = [_prediction(i, 1000.0 + i) for i in range(3)]
+    assert store.write(predictions=batch).predictions == 3
+    assert store.write(predictions=batch).predictions == 0
+    assert len(store.predictions("m", 0, 5000)) == 3
+
+
+def test_a_failing_batch_leaves_nothing_behind(store: SQLiteStore) -> None:
+    good = Sample("m", "up", 1.0, 1.0)
+    bad = Prediction("m", "p", 2.0, features={"x": object()})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        store.write(samples=[good], predictions=[bad])
+    assert store.samples("m", "up", 0, 10) == []
+    assert store.models() == []
+
+
+def test_aggregates_match_hand_computation(store: SQLiteStore) -> None:
+    rng = np.random.default_rng(3)
+    times = np.sort(rng.uniform(0, 600, 400))
+    errors = rng.random(400) < 0.2
+    latencies = rng.lognormal(-3, 0.5, 400)
+    store.write(
+        predictions=[
+            _prediction(i, float(t), error=bool(e), latency=float(lat))
+            for i, (t, e, lat) in enumerate(zip(times, errors, latencies, strict=True))
+        ]
+    )
+    step = 60.0
+    buckets = (times // step).astype(int)
+    for metric, expected in {
+        "count": lambda b: float(np.sum(buckets == b)),
+        "error_rate": lambda b: float(np.mean(errors[buckets == b])),
+        "latency_mean": lambda b: float(np.mean(latencies[buckets == b])),
+        "latency_p95": lambda b: float(np.quantile(latencies[buckets == b], 0.95)),
+    }.items():
+        series = store.aggregate_predictions("m", metric, 0.0, 600.0, step)  # type: ignore[arg-type]
+        assert [t for t, _ in series] == [b * step for b in range(10)]
+        for t, value in series:
+            assert math.isclose(value, expected(int(t // step)), rel_tol=1e-9), metric
+
+
+def _write_batches(path: str, worker: int) -> None:
+    store = SQLiteStore(path)
+    for batch in range(20):
+        store.write(
+            predictions=[
+                Prediction("m", f"w{worker}-{batch}-{i}", float(batch * 100 + i)) for i in range(50)
+            ]
+        )
+    store.close()
+
+
+def test_several_processes_write_one_file_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    SQLiteStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_batches, args=(path, w)) for w in range(3)]
+    for w in workers:
+        w.start()
+    reader = SQLiteStore(path)
+    while any(w.is_alive() for w in workers):
+        reader.models()  # reads proceed while others write
+    for w in workers:
+        w.join()
+        assert w.exitcode == 0
+    assert len(reader.predictions("m", 0, 1e9)) == 3 * 20 * 50
+    reader.close()
