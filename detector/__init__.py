@@ -4,13 +4,14 @@ The detector reads windows from the Store, judges them with pure checks and writ
 back; it never notifies anyone (that is alerting's job).
 """
 
-from .checks import check_drift, check_error_rate, check_up, rule_hash
+from .checks import DriftReference, check_drift, check_error_rate, check_up, rule_hash
 from .engine import Detector
 from .stats import DRIFT_TESTS, TestResult, drift_test, holm, ks_two_sample, wilson_interval
 
 __all__ = [
     "DRIFT_TESTS",
     "Detector",
+    "DriftReference",
     "TestResult",
     "check_drift",
     "check_error_rate",

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel
 
 from watchkeeper.config import DriftCheck, ErrorRateCheck, UpCheck, format_duration
@@ -147,18 +149,46 @@ def numeric_features(predictions: Sequence[Prediction]) -> list[str]:
     return sorted(name for name, numeric in seen.items() if numeric)
 
 
-def _values(predictions: Sequence[Prediction], feature: str) -> list[float]:
+_EMPTY = np.empty(0)
+
+
+def feature_column(predictions: Sequence[Prediction], feature: str) -> np.ndarray:
+    """One value per prediction: the feature as a float, NaN where it is missing or not a
+    real number."""
     numbers = (_number(p.features.get(feature)) for p in predictions)
-    return [x for x in numbers if x is not None]
+    return np.fromiter((math.nan if x is None else x for x in numbers), dtype=float)
+
+
+def feature_values(predictions: Sequence[Prediction], feature: str) -> np.ndarray:
+    """The real-number values of one feature (missing, non-numeric and NaN values left out)."""
+    column = feature_column(predictions, feature)
+    return column[~np.isnan(column)]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReference:
+    """A reference sample reduced once to the values drift tests need: one array per numeric
+    feature. Built once per reference, not once per judged window."""
+
+    reference_id: str
+    values: Mapping[str, np.ndarray]
+
+    @classmethod
+    def from_predictions(
+        cls, reference_id: str, predictions: Sequence[Prediction]
+    ) -> DriftReference:
+        return cls(
+            reference_id,
+            {f: feature_values(predictions, f) for f in numeric_features(predictions)},
+        )
 
 
 def check_drift(
     model: str,
-    reference: Sequence[Prediction],
-    current: Sequence[Prediction],
+    reference: DriftReference,
+    current: Mapping[str, np.ndarray],
     window_start: float,
     window_end: float,
-    reference_id: str,
     cfg: DriftCheck,
 ) -> list[Finding]:
     """Has any numeric feature's distribution moved away from the reference?
@@ -167,12 +197,12 @@ def check_drift(
     values on both sides (others are skipped: no finding). The decision controls the chance of
     any false alarm across the window's features with Holm at `p_value`, and also requires a
     KS statistic of at least `min_effect`, so a tiny shift in a huge sample stays quiet. The
-    finding's `p_value` is the raw, unadjusted KS p-value; the verdict used Holm.
+    finding's `p_value` is the raw, unadjusted KS p-value; the verdict used Holm. `current`
+    maps each feature to its values in the window (as `feature_values` gives them).
     """
     tested: list[tuple[str, int, float, float]] = []
-    for feature in numeric_features(reference):
-        ref_values = _values(reference, feature)
-        cur_values = _values(current, feature)
+    for feature, ref_values in reference.values.items():
+        cur_values = current.get(feature, _EMPTY)
         if len(ref_values) < cfg.min_samples or len(cur_values) < cfg.min_samples:
             continue
         result = ks_two_sample(ref_values, cur_values)
@@ -199,7 +229,7 @@ def check_drift(
                 window_start=window_start,
                 window_end=window_end,
                 p_value=p_value,
-                reference_id=reference_id,
+                reference_id=reference.reference_id,
                 rule_hash=hashed,
                 summary=summary,
                 n=n,

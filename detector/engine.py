@@ -8,33 +8,65 @@ that was killed resumes at the next window without duplicating or skipping any.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+import numpy as np
 
 from watchkeeper.config import Config
 from watchkeeper.tsdb import Finding, Prediction, Store
 
-from .checks import check_drift, check_error_rate, check_up
+from .checks import DriftReference, check_drift, check_error_rate, check_up, feature_column
 
 logger = logging.getLogger(__name__)
+
+_WINDOWS_PER_READ = 200
+"""During catch-up, overlapping windows share one read of the store, this many at a time."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Reference:
-    """A model's drift reference: its first predictions, and the id findings cite it by."""
+    """A model's drift reference: the period of its first predictions, reduced for testing."""
 
-    model: str
-    start: float
     end: float
-    predictions: list[Prediction]
+    sample: DriftReference
 
-    @property
-    def reference_id(self) -> str:
-        return f"{self.model}@{int(self.start)}-{int(self.end)}"
+
+class _Window:
+    """Predictions read once for several overlapping windows, sliced per window by time.
+
+    Feature columns are extracted once for all the windows that share the read.
+    """
+
+    def __init__(self, predictions: list[Prediction]) -> None:
+        self.predictions = predictions
+        self._times = [p.timestamp for p in predictions]
+        self._columns: dict[str, np.ndarray] = {}
+
+    def _bounds(self, start: float, end: float) -> tuple[int, int]:
+        return bisect.bisect_left(self._times, start), bisect.bisect_left(self._times, end)
+
+    def between(self, start: float, end: float) -> list[Prediction]:
+        low, high = self._bounds(start, end)
+        return self.predictions[low:high]
+
+    def values(self, features: Iterable[str], start: float, end: float) -> dict[str, np.ndarray]:
+        """Each feature's real-number values among the predictions in `[start, end)`."""
+        low, high = self._bounds(start, end)
+        found = {}
+        for feature in features:
+            column = self._columns.get(feature)
+            if column is None:
+                column = feature_column(self.predictions, feature)
+                self._columns[feature] = column
+            window = column[low:high]
+            found[feature] = window[~np.isnan(window)]
+        return found
 
 
 def _sort_key(finding: Finding) -> tuple[float, str, str, str]:
@@ -63,18 +95,28 @@ class Detector:
     def __repr__(self) -> str:
         return f"Detector(store={self.store!r}, max_catch_up={self.max_catch_up})"
 
+    def _lookback(self, model: str) -> float:
+        """How far before a window's end its checks look (the up check may look further)."""
+        mc = self.config.model(model)
+        up = mc.checks.up
+        return max(mc.window, up.staleness) if up.enabled else mc.window
+
     def evaluate(self, model: str, window_end: float) -> list[Finding]:
         """All enabled checks of `model` on the window `[window_end - window, window_end)`.
 
         Reads the store and computes; writes nothing.
         """
+        read_start = window_end - self._lookback(model)
+        data = _Window(self.store.predictions(model, read_start, window_end))
+        return self._evaluate(model, window_end, data)
+
+    def _evaluate(self, model: str, window_end: float, data: _Window) -> list[Finding]:
         mc = self.config.model(model)
         checks = mc.checks
         window_start = window_end - mc.window
-        lookback = max(mc.window, checks.up.staleness) if checks.up.enabled else mc.window
-        read_start = window_end - lookback
-        recent = self.store.predictions(model, read_start, window_end)
-        current = [p for p in recent if p.timestamp >= window_start]
+        read_start = window_end - self._lookback(model)
+        recent = data.between(read_start, window_end)
+        current = data.between(window_start, window_end)
         findings: list[Finding] = []
         if checks.up.enabled:
             last = max((p.timestamp for p in recent), default=None)
@@ -86,20 +128,13 @@ class Detector:
         if checks.drift.enabled:
             reference = self._reference(model, window_start)
             if reference is not None:
+                values = data.values(reference.values, window_start, window_end)
                 findings.extend(
-                    check_drift(
-                        model,
-                        reference.predictions,
-                        current,
-                        window_start,
-                        window_end,
-                        reference.reference_id,
-                        checks.drift,
-                    )
+                    check_drift(model, reference, values, window_start, window_end, checks.drift)
                 )
         return findings
 
-    def _reference(self, model: str, window_start: float) -> _Reference | None:
+    def _reference(self, model: str, window_start: float) -> DriftReference | None:
         """The model's first `drift.reference` seconds of predictions, if `window_start` is
         past them; None for windows that still overlap the reference period.
 
@@ -107,7 +142,7 @@ class Detector:
         """
         cached = self._references.get(model)
         if cached is not None:
-            return cached if window_start >= cached.end else None
+            return cached.sample if window_start >= cached.end else None
         first_seen = next((m.first_seen for m in self.store.models() if m.name == model), None)
         if first_seen is None:
             return None
@@ -115,9 +150,10 @@ class Detector:
         if window_start < end:
             return None
         predictions = self.store.predictions(model, first_seen, end)
-        reference = _Reference(model, first_seen, end, predictions)
-        self._references[model] = reference
-        return reference
+        reference_id = f"{model}@{int(first_seen)}-{int(end)}"
+        sample = DriftReference.from_predictions(reference_id, predictions)
+        self._references[model] = _Reference(end, sample)
+        return sample
 
     def run_once(self, now: float) -> list[Finding]:
         """Evaluate and store every window that became due by `now`, oldest first.
@@ -150,13 +186,19 @@ class Detector:
         due = max(0, last_k - k + 1)
         count = min(due, self.max_catch_up)
         produced: list[Finding] = []
-        for i in range(count):
-            window_end = (k + i) * every
-            findings = self.evaluate(model, window_end)
-            if findings:
-                self.store.write(findings=findings)
-            self._cursors[model] = window_end
-            produced.extend(findings)
+        lookback = self._lookback(model)
+        for chunk_start in range(0, count, _WINDOWS_PER_READ):
+            ends = [
+                (k + i) * every
+                for i in range(chunk_start, min(count, chunk_start + _WINDOWS_PER_READ))
+            ]
+            data = _Window(self.store.predictions(model, ends[0] - lookback, ends[-1]))
+            for window_end in ends:
+                findings = self._evaluate(model, window_end, data)
+                if findings:
+                    self.store.write(findings=findings)
+                self._cursors[model] = window_end
+                produced.extend(findings)
         if count > 1 or due > count:
             logger.info(
                 "detector: caught up %d windows of model %r%s",

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from watchkeeper.config import DriftCheck, ErrorRateCheck, UpCheck
 from watchkeeper.detector import (
+    DriftReference,
     check_drift,
     check_error_rate,
     check_up,
@@ -20,6 +21,7 @@ from watchkeeper.detector import (
     rule_hash,
     wilson_interval,
 )
+from watchkeeper.detector.checks import feature_values
 from watchkeeper.tsdb import FeatureValue, Prediction
 
 T = 1_700_000_000.0
@@ -102,6 +104,12 @@ def test_error_rate_is_quiet_with_little_data() -> None:
     assert (empty.value, empty.n, empty.breached, empty.interval) == (0.0, 0, False, (0.0, 1.0))
 
 
+def window_values(predictions: list[Prediction]) -> dict[str, np.ndarray]:
+    """What the engine hands `check_drift` for a window: each feature's numeric values."""
+    names = {name for p in predictions for name in p.features}
+    return {name: feature_values(predictions, name) for name in names}
+
+
 def stream(
     rng: np.random.Generator, n: int, shift: dict[str, float], start: int = 0
 ) -> list[Prediction]:
@@ -126,7 +134,14 @@ def test_drift_flags_the_shifted_feature_with_holm_and_effect_size() -> None:
     reference = stream(rng, 400, {})
     current = stream(rng, 300, {"b": 1.0}, start=1000)
     cfg = DriftCheck()
-    findings = check_drift("m", reference, current, T, T + 600, "m@1-2", cfg)
+    findings = check_drift(
+        "m",
+        DriftReference.from_predictions("m@1-2", reference),
+        window_values(current),
+        T,
+        T + 600,
+        cfg,
+    )
     # bools and strings are not numeric features; ints are
     assert [f.subject for f in findings] == ["a", "b", "count", "sometimes"]
     by_feature = {f.subject: f for f in findings}
@@ -153,7 +168,14 @@ def test_drift_needs_an_effect_as_well_as_significance() -> None:
     rng = np.random.default_rng(2)
     reference = stream(rng, 4000, {})
     current = stream(rng, 4000, {"a": 0.15}, start=10_000)  # significant, but KS ~ 0.06
-    findings = check_drift("m", reference, current, T, T + 600, "r", DriftCheck())
+    findings = check_drift(
+        "m",
+        DriftReference.from_predictions("r", reference),
+        window_values(current),
+        T,
+        T + 600,
+        DriftCheck(),
+    )
     a = next(f for f in findings if f.subject == "a")
     assert a.p_value is not None and a.p_value < 0.001
     assert a.value < 0.1
@@ -166,10 +188,28 @@ def test_drift_skips_features_with_too_few_values() -> None:
     reference = stream(rng, 200, {})
     current = stream(rng, 90, {"a": 3.0}, start=1000)  # "sometimes" has 45 values < 50
     subjects = [
-        f.subject for f in check_drift("m", reference, current, T, T + 1, "r", DriftCheck())
+        f.subject
+        for f in check_drift(
+            "m",
+            DriftReference.from_predictions("r", reference),
+            window_values(current),
+            T,
+            T + 1,
+            DriftCheck(),
+        )
     ]
     assert subjects == ["a", "b", "count"]
-    assert check_drift("m", reference[:40], current, T, T + 1, "r", DriftCheck()) == []
+    assert (
+        check_drift(
+            "m",
+            DriftReference.from_predictions("r", reference[:40]),
+            window_values(current),
+            T,
+            T + 1,
+            DriftCheck(),
+        )
+        == []
+    )
 
 
 def test_a_feature_with_mixed_types_in_the_reference_is_not_numeric() -> None:
@@ -177,7 +217,14 @@ def test_a_feature_with_mixed_types_in_the_reference_is_not_numeric() -> None:
         prediction(i, {"x": float(i), "y": "n/a" if i == 7 else float(i)}) for i in range(60)
     ]
     current = [prediction(100 + i, {"x": float(i), "y": float(i)}) for i in range(60)]
-    findings = check_drift("m", reference, current, T, T + 1, "r", DriftCheck())
+    findings = check_drift(
+        "m",
+        DriftReference.from_predictions("r", reference),
+        window_values(current),
+        T,
+        T + 1,
+        DriftCheck(),
+    )
     assert [f.subject for f in findings] == ["x"]
 
 
@@ -185,7 +232,14 @@ def test_a_feature_with_mixed_types_in_the_reference_is_not_numeric() -> None:
 @given(st.lists(st.floats(-1e3, 1e3), min_size=50, max_size=120))
 def test_identical_windows_never_drift(values: list[float]) -> None:
     window = [prediction(i, {"x": v}) for i, v in enumerate(values)]
-    (finding,) = check_drift("m", window, window, T, T + 1, "r", DriftCheck())
+    (finding,) = check_drift(
+        "m",
+        DriftReference.from_predictions("r", window),
+        window_values(window),
+        T,
+        T + 1,
+        DriftCheck(),
+    )
     assert finding.value == 0.0
     assert not finding.breached
 

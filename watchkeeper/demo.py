@@ -41,7 +41,7 @@ from watchkeeper.config import (
     format_duration,
 )
 from watchkeeper.runtime import Stack
-from watchkeeper.synthetic import SyntheticService, backfill, demo_services
+from watchkeeper.synthetic import LiveTraffic, SyntheticService, backfill, demo_services
 
 MARKER = ".watchkeeper-demo"
 STATUS_EVERY_S = 15.0
@@ -137,9 +137,10 @@ class _Console:
 
 
 def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
-    """Run the demo until `duration_s` passes or Ctrl-C; returns the process exit code."""
+    """Run the demo until `duration_s` has passed since it started, or Ctrl-C; exit code."""
     out = out or sys.stdout
     console = _Console(out)
+    deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
     prepare_data_dir(options.data_dir)
     ingest_port = pick_port(options.port)
     dashboard_port = pick_port(options.dashboard_port) if options.dashboard else 0
@@ -150,6 +151,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
 
     dashboard: subprocess.Popen[bytes] | None = None
     monitors: dict[str, Monitor] = {}
+    traffic: LiveTraffic | None = None
     with _sigterm_as_interrupt(), Stack(config, console=out) as stack:
         try:
             stack.start_ingest()
@@ -176,16 +178,29 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
                 for s in services
             }
             _fill_history(console, services, monitors, now, options)
+            traffic = LiveTraffic(services, monitors, options.rate_per_min)
+            traffic.start()
+            console.say(
+                f"live traffic from {len(services)} services, "
+                f"{options.rate_per_min:g} predictions a minute each "
+                "(churn-model goes silent 10s after the history, for 90s)"
+            )
             console.say("detector judging the history (alerts print as they change)...")
             n_findings, n_transitions = stack.catch_up()
             console.say(f"history judged: {n_findings} findings, {n_transitions} alert changes")
             stack.start_detection()
+            console.say(
+                f"detector running every {format_duration(config.detector.interval)}; "
+                + ("Ctrl-C to stop" if deadline is None else "stopping at the end of --duration")
+            )
             if dashboard is not None:
                 _report_dashboard(console, dashboard, dashboard_port)
-            _run_live(console, stack, services, monitors, options)
+            _report_until(console, stack, traffic, deadline)
         except KeyboardInterrupt:
             console.say("interrupted; stopping cleanly")
         finally:
+            if traffic is not None:
+                traffic.stop()
             for monitor in monitors.values():
                 monitor.close(timeout=5.0)
             if dashboard is not None:
@@ -234,36 +249,19 @@ def _report_dashboard(console: _Console, dashboard: subprocess.Popen[bytes], por
         console.say(f"dashboard ready: {url}")
 
 
-def _run_live(
-    console: _Console,
-    stack: Stack,
-    services: list[SyntheticService],
-    monitors: dict[str, Monitor],
-    options: DemoOptions,
+def _report_until(
+    console: _Console, stack: Stack, traffic: LiveTraffic, deadline: float | None
 ) -> None:
-    until = "Ctrl-C" if options.duration_s is None else format_duration(options.duration_s)
-    console.say(
-        f"live traffic from {len(services)} services until {until} "
-        "(churn-model goes silent 10s in, for 90s)"
-    )
-    started = time.monotonic()
-    deadline = None if options.duration_s is None else started + options.duration_s
-    interval = 60.0 / options.rate_per_min
-    next_tick = started
-    next_status = started + STATUS_EVERY_S
-    sent = 0
+    """Print a status line every few seconds until `deadline` (monotonic), or forever."""
     while deadline is None or time.monotonic() < deadline:
-        t = time.time()
-        for service in services:
-            sent += service.emit(monitors[service.model], t)
-        if time.monotonic() >= next_status:
-            next_status += STATUS_EVERY_S
-            firing = [
-                f"{a.label_map['model']}/{a.label_map['check']}"
-                + (f"({a.label_map['subject']})" if a.label_map.get("subject") else "")
-                for a in read_alerts(stack.config.storage.alert_state_file)
-                if a.state == "firing"
-            ]
-            console.say(f"live: {sent} predictions sent; firing: {', '.join(firing) or 'none'}")
-        next_tick += interval
-        time.sleep(max(0.0, min(next_tick - time.monotonic(), 1.0)))
+        wait = (
+            STATUS_EVERY_S if deadline is None else min(STATUS_EVERY_S, deadline - time.monotonic())
+        )
+        time.sleep(max(wait, 0.0))
+        firing = [
+            f"{a.label_map['model']}/{a.label_map['check']}"
+            + (f"({a.label_map['subject']})" if a.label_map.get("subject") else "")
+            for a in read_alerts(stack.config.storage.alert_state_file)
+            if a.state == "firing"
+        ]
+        console.say(f"live: {traffic.sent} predictions sent; firing: {', '.join(firing) or 'none'}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import random
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,7 +61,7 @@ class SyntheticService:
             "customer_age": round(rng.gauss(41.0, 12.0), 1),
             "txn_last_24h": float(min(int(rng.expovariate(1 / 3.0)), 60)),
             "merchant_risk": round(rng.betavariate(2.0, 8.0), 4),
-            "hour_of_day": round((t / 3600.0) % 24 + rng.uniform(-0.5, 0.5), 2),
+            "session_length_s": round(rng.gammavariate(2.0, 90.0), 1),
         }
 
     def emit(self, monitor: Monitor, t: float) -> bool:
@@ -132,3 +134,34 @@ def backfill(
         if progress is not None and count % 2000 == 0:
             progress((t - start) / total)
     return count
+
+
+class LiveTraffic(threading.Thread):
+    """Keeps services sending in real time, `rate_per_min` predictions a minute each."""
+
+    def __init__(
+        self,
+        services: list[SyntheticService],
+        monitors: dict[str, Monitor],
+        rate_per_min: float,
+    ) -> None:
+        super().__init__(name="watchkeeper-demo-traffic", daemon=True)
+        self.services = services
+        self.monitors = monitors
+        self.rate_per_min = rate_per_min
+        self.sent = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        interval = 60.0 / self.rate_per_min
+        next_tick = time.monotonic()
+        while not self._stop_event.is_set():
+            t = time.time()
+            for service in self.services:
+                self.sent += service.emit(self.monitors[service.model], t)
+            next_tick += interval
+            self._stop_event.wait(max(0.0, next_tick - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
