@@ -106,6 +106,8 @@ def pick_port(preferred: int) -> int:
     """`preferred` when it is free on 127.0.0.1, otherwise a free port the system gives."""
     for port in (preferred, 0):
         with socket.socket() as sock:
+            # As the servers themselves do, so a port a previous run just left is not "taken".
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
