@@ -162,7 +162,8 @@ def feature_column(predictions: Sequence[Prediction], feature: str) -> np.ndarra
 def feature_values(predictions: Sequence[Prediction], feature: str) -> np.ndarray:
     """The real-number values of one feature (missing, non-numeric and NaN values left out)."""
     column = feature_column(predictions, feature)
-    return column[~np.isnan(column)]
+    present: np.ndarray = column[~np.isnan(column)]
+    return present
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,10 @@ echo "== ruff"
 echo "== mypy"
 # Run from outside the checkout: the root folder watchkeeper/ would otherwise shadow the
 # installed package, whose subpackages live in sibling folders.
-(cd /tmp && "$root/$venv/bin/mypy" --config-file "$root/pyproject.toml" -p watchkeeper)
+scratch=$(mktemp -d)
+(cd "$scratch" && "$root/$venv/bin/mypy" --config-file "$root/pyproject.toml" \
+    --cache-dir "$root/.mypy_cache" -p watchkeeper)
+rmdir "$scratch"
 
 echo "== pytest"
 if [ -n "${CI:-}" ]; then
