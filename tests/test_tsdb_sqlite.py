@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from watchkeeper.tsdb import Finding, Label, Prediction, Sample, SQLiteStore, Store
+from watchkeeper.tsdb import (
+    SCHEMA_VERSION,
+    Finding,
+    Label,
+    Limits,
+    Prediction,
+    Sample,
+    SchemaError,
+    SQLiteStore,
+    Store,
+)
+from watchkeeper.tsdb.migrations import MIGRATIONS
 
 
 def _prediction(i: int, t: float, *, error: bool = False, latency: float = 0.01) -> Prediction:
@@ -84,7 +96,7 @@ def test_repeated_ids_are_not_stored_twice(store: SQLiteStore) -> None:
 def test_a_failing_batch_leaves_nothing_behind(store: SQLiteStore) -> None:
     good = Sample("m", "up", 1.0, 1.0)
     bad = Prediction("m", "p", 2.0, features={"x": object()})  # type: ignore[dict-item]
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"predictions\[0\]\.features\['x'\]"):
         store.write(samples=[good], predictions=[bad])
     assert store.samples("m", "up", 0, 10) == []
     assert store.models() == []
@@ -141,3 +153,86 @@ def test_several_processes_write_one_file_at_once(tmp_path: Path) -> None:
         assert w.exitcode == 0
     assert len(reader.predictions("m", 0, 1e9)) == 3 * 20 * 50
     reader.close()
+
+
+def test_rollups_give_the_same_answers_as_raw_rows_including_late_data(tmp_path: Path) -> None:
+    t0 = 1_699_999_200.0  # a whole hour
+    rng = np.random.default_rng(5)
+    times = t0 + np.sort(rng.uniform(0, 6 * 3600, 3000))
+    predictions = [
+        Prediction("m", f"p{i}", float(t), {"x": float(rng.normal()), "flag": bool(i % 3 == 0)},
+                   output=float(i % 2), latency_s=float(rng.uniform(0, 1)), error=i % 4 == 0,
+                   sample_rate=0.5)
+        for i, t in enumerate(times)
+    ]  # fmt: skip
+    raw = SQLiteStore(tmp_path / "raw.db")
+    rolled = SQLiteStore(tmp_path / "rolled.db")
+    for s in (raw, rolled):
+        s.write(predictions=predictions[:2000])
+    assert rolled.rollup(until=t0 + 4 * 3600) == t0 + 4 * 3600
+    late = [
+        *predictions[2000:],
+        Prediction("m", "late", t0 + 30.0, {"x": 100.0}, latency_s=5.0),  # into a rolled hour
+    ]
+    for s in (raw, rolled):
+        s.write(predictions=late)
+        s.write(predictions=late)  # a retried batch must not count twice
+    queries = [
+        ("features.x", "mean", 3600.0),
+        ("features.x", "max", 7200.0),
+        ("features.flag", "sum", 1800.0),
+        ("weight", "sum", 600.0),
+        ("error", "mean", 3600.0),
+        ("output", "count", 60.0),
+        ("latency_s", "min", 120.0),
+    ]
+    for field, stat, step in queries:
+        expected = raw.aggregate_prediction_field("m", field, stat, t0, t0 + 6 * 3600, step)
+        got = rolled.aggregate_prediction_field("m", field, stat, t0, t0 + 6 * 3600, step)
+        assert [t for t, _ in got] == [t for t, _ in expected], (field, stat)
+        for (_, a), (_, b) in zip(got, expected, strict=True):
+            assert math.isclose(a, b, rel_tol=1e-9), (field, stat)
+    # raw predictions may go; long-range counts stay answerable from roll-ups
+    assert rolled.retention("predictions", t0 + 4 * 3600) > 0
+    assert rolled.aggregate_predictions("m", "count", t0, t0 + 4 * 3600, 3600.0) == (
+        raw.aggregate_predictions("m", "count", t0, t0 + 4 * 3600, 3600.0)
+    )
+    raw.close()
+    rolled.close()
+
+
+def test_an_old_version_1_file_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute(
+        "INSERT INTO predictions VALUES ('m', 'p0', 60.0, '', '{\"x\": 1.5}', '1', 0.1, 0, 1.0)"
+    )
+    conn.execute("INSERT INTO models VALUES ('m', 60.0, 60.0)")
+    conn.close()
+    store = SQLiteStore(path)
+    assert store.schema_version == SCHEMA_VERSION > 1
+    assert store.predictions("m", 0, 100)[0].features == {"x": 1.5}
+    assert store.aggregate_prediction_field("m", "features.x", "mean", 0, 120, 60) == [(60.0, 1.5)]
+    store.close()
+    assert SQLiteStore(path).schema_version == SCHEMA_VERSION  # reopening is a no-op
+
+
+def test_a_file_from_a_newer_watchkeeper_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(SchemaError, match="999"):
+        SQLiteStore(path)
+
+
+def test_limits_can_close_the_set_of_models(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "w.db", limits=Limits(models=frozenset({"fraud"})))
+    with pytest.raises(ValueError, match=r"predictions\[1\]\.model: unknown model 'churn'"):
+        store.write(predictions=[Prediction("fraud", "a", 1.0), Prediction("churn", "b", 1.0)])
+    assert store.models() == []
+    store.close()

@@ -3,6 +3,9 @@
 WAL lets the ingest server write while the detector and the dashboard read. Each `write` call
 is one transaction, so a batch is stored whole or not at all, even if the process is killed in
 the middle of it. Records that repeat an id already stored (a retried batch) are ignored.
+Records are validated before the transaction opens (`validation.py`); the schema is versioned
+and migrated on open (`migrations.py`); long-range aggregates read roll-ups (`sqlite_rollup.py`).
+Durability and sharing between processes are described in docs/storage.md.
 """
 
 from __future__ import annotations
@@ -11,73 +14,53 @@ import json
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .records import FeatureValue, Finding, Label, ModelInfo, Prediction, Sample
-from .store import PredictionMetric, WriteResult
+from .aggregate import Partial, check_window, parse_stat, quantile
+from .migrations import migrate
+from .records import Finding, Label, ModelInfo, Prediction, Sample
+from .sqlite_rollup import (
+    RESOLUTIONS,
+    field_expression,
+    rolled_until,
+    rollup_rows,
+    set_rolled_until,
+    usable_resolution,
+)
+from .sqlite_rows import build_rows, load
+from .store import RETENTION_KINDS, PredictionMetric, RetentionKind, Stat, WriteResult
+from .validation import DEFAULT_LIMITS, Limits, RecordChecker
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS models (
-    name TEXT PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS model_versions (
-    model TEXT NOT NULL, version TEXT NOT NULL, first_seen REAL NOT NULL,
-    PRIMARY KEY (model, version));
-CREATE TABLE IF NOT EXISTS predictions (
-    model TEXT NOT NULL, prediction_id TEXT NOT NULL, ts REAL NOT NULL, version TEXT NOT NULL,
-    features TEXT NOT NULL, output TEXT, latency_s REAL, error INTEGER NOT NULL,
-    sample_rate REAL NOT NULL, PRIMARY KEY (model, prediction_id));
-CREATE INDEX IF NOT EXISTS predictions_model_ts ON predictions (model, ts);
-CREATE TABLE IF NOT EXISTS labels (
-    model TEXT NOT NULL, prediction_id TEXT NOT NULL, label TEXT, ts REAL NOT NULL,
-    PRIMARY KEY (model, prediction_id));
-CREATE TABLE IF NOT EXISTS samples (
-    model TEXT NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, ts REAL NOT NULL,
-    version TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (model, name, labels, ts));
-CREATE TABLE IF NOT EXISTS findings (
-    model TEXT NOT NULL, check_name TEXT NOT NULL, subject TEXT NOT NULL,
-    window_start REAL NOT NULL, window_end REAL NOT NULL, statistic TEXT NOT NULL,
-    value REAL NOT NULL, threshold REAL NOT NULL, breached INTEGER NOT NULL,
-    severity TEXT NOT NULL, p_value REAL, interval_low REAL, interval_high REAL,
-    reference_id TEXT NOT NULL, rule_hash TEXT NOT NULL, summary TEXT NOT NULL, n INTEGER NOT NULL,
-    PRIMARY KEY (model, check_name, subject, window_end));
-CREATE INDEX IF NOT EXISTS findings_model_end ON findings (model, window_end);
-CREATE INDEX IF NOT EXISTS findings_end ON findings (window_end);
-"""
-
-
-def _dump(value: FeatureValue) -> str:
-    return json.dumps(value)
-
-
-def _load(text: str | None) -> FeatureValue:
-    if text is None:
-        return None
-    value: FeatureValue = json.loads(text)
-    return value
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class SQLiteStore:
-    """A `Store` on one SQLite file; safe to share between threads and processes."""
+    """A `Store` on one SQLite file; safe to share between threads and processes.
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+    `limits` bounds what a write accepts (see `validation.Limits`). Opening a file migrates it
+    to the current schema (see `migrations.py`).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_s: float = 10.0,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        self.limits = limits
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        conn = self._conn()
-        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
+        self.schema_version = migrate(self._conn())
 
     def __repr__(self) -> str:
         return f"SQLiteStore(path={str(self.path)!r})"
@@ -117,89 +100,49 @@ class SQLiteStore:
         labels: Sequence[Label] = (),
         findings: Sequence[Finding] = (),
     ) -> WriteResult:
-        seen: dict[str, tuple[float, float]] = {}
-        versions: dict[tuple[str, str], float] = {}
-
-        def touch(model: str, version: str, ts: float) -> None:
-            low, high = seen.get(model, (ts, ts))
-            seen[model] = (min(low, ts), max(high, ts))
-            if version:
-                versions[(model, version)] = min(versions.get((model, version), ts), ts)
-
-        for p in predictions:
-            touch(p.model, p.version, p.timestamp)
-        for s in samples:
-            touch(s.model, s.version, s.timestamp)
+        """Store one batch all or nothing; `InvalidRecord` (a ValueError) for a bad record."""
+        check = RecordChecker(self.limits, time.time())
+        rows = build_rows(check, samples, predictions, labels, findings)
         with self._transaction() as conn:
+            late = rows.oldest_prediction < rolled_until(conn)
+            if late:
+                (newest_rowid,) = conn.execute("SELECT max(rowid) FROM predictions").fetchone()
             n_samples = _insert_count(
-                conn,
-                "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (s.model, s.name, json.dumps(sorted(s.labels)), s.timestamp, s.version, s.value)
-                    for s in samples
-                ],
+                conn, "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?)", rows.samples
             )
             n_predictions = _insert_count(
                 conn,
                 "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        p.model,
-                        p.prediction_id,
-                        p.timestamp,
-                        p.version,
-                        json.dumps(p.features, sort_keys=True),
-                        _dump(p.output),
-                        p.latency_s,
-                        int(p.error),
-                        p.sample_rate,
-                    )
-                    for p in predictions
-                ],
+                rows.predictions,
             )
+            if late and n_predictions:
+                # Rows for periods already rolled up join their periods now, in this same
+                # transaction; rowids above the old maximum are exactly this batch's new rows.
+                rollup_rows(
+                    conn, "p.rowid > ? AND p.ts < ?", (newest_rowid or 0, rolled_until(conn))
+                )
             n_labels = _insert_count(
-                conn,
-                "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?)",
-                [(x.model, x.prediction_id, _dump(x.label), x.timestamp) for x in labels],
+                conn, "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?)", rows.labels
             )
             n_findings = _insert_count(
                 conn,
                 "INSERT OR IGNORE INTO findings VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        f.model,
-                        f.check,
-                        f.subject,
-                        f.window_start,
-                        f.window_end,
-                        f.statistic,
-                        f.value,
-                        f.threshold,
-                        int(f.breached),
-                        f.severity,
-                        f.p_value,
-                        f.interval[0] if f.interval else None,
-                        f.interval[1] if f.interval else None,
-                        f.reference_id,
-                        f.rule_hash,
-                        f.summary,
-                        f.n,
-                    )
-                    for f in findings
-                ],
+                rows.findings,
             )
-            conn.executemany(
-                "INSERT INTO models VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "first_seen = min(first_seen, excluded.first_seen), "
-                "last_seen = max(last_seen, excluded.last_seen)",
-                [(m, low, high) for m, (low, high) in seen.items()],
-            )
-            conn.executemany(
-                "INSERT INTO model_versions VALUES (?, ?, ?) ON CONFLICT (model, version) "
-                "DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
-                [(m, v, ts) for (m, v), ts in versions.items()],
-            )
+            if rows.seen:
+                conn.executemany(
+                    "INSERT INTO models VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "first_seen = min(first_seen, excluded.first_seen), "
+                    "last_seen = max(last_seen, excluded.last_seen)",
+                    [(m, low, high) for m, (low, high) in rows.seen.items()],
+                )
+            if rows.versions:
+                conn.executemany(
+                    "INSERT INTO model_versions VALUES (?, ?, ?) ON CONFLICT (model, version) "
+                    "DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
+                    [(m, v, ts) for (m, v), ts in rows.versions.items()],
+                )
         return WriteResult(n_samples, n_predictions, n_labels, n_findings)
 
     def models(self) -> list[ModelInfo]:
@@ -216,6 +159,14 @@ class SQLiteStore:
             )
         ]
 
+    def series(self, model: str) -> list[str]:
+        return [
+            name
+            for (name,) in self._conn().execute(
+                "SELECT DISTINCT name FROM samples WHERE model = ? ORDER BY name", (model,)
+            )
+        ]
+
     def predictions(self, model: str, start: float, end: float) -> list[Prediction]:
         rows = self._conn().execute(
             "SELECT prediction_id, ts, version, features, output, latency_s, error, sample_rate "
@@ -229,13 +180,48 @@ class SQLiteStore:
                 timestamp=ts,
                 version=version,
                 features=json.loads(features),
-                output=_load(output),
+                output=load(output),
                 latency_s=latency,
                 error=bool(error),
                 sample_rate=rate,
             )
             for pid, ts, version, features, output, latency, error, rate in rows
         ]
+
+    def prediction_frame(self, model: str, start: float, end: float) -> pd.DataFrame:
+        """Predictions of `[start, end)` oldest first, with their labels where known.
+
+        Columns: `FRAME_COLUMNS`, then one per feature (NaN/None where a prediction lacks
+        it); a feature whose name is one of `FRAME_COLUMNS` is called `features.NAME`.
+        """
+        import pandas as pd  # lazily: the client library must never pull pandas in
+
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT p.prediction_id, p.ts, p.version, p.output, p.latency_s, p.error, "
+                "p.sample_rate, l.label, l.ts, p.features FROM predictions AS p "
+                "LEFT JOIN labels AS l ON l.model = p.model AND l.prediction_id = p.prediction_id "
+                "WHERE p.model = ? AND p.ts >= ? AND p.ts < ? ORDER BY p.ts",
+                (model, start, end),
+            )
+            .fetchall()
+        )
+        base = pd.DataFrame(
+            [
+                (r[0], r[1], r[2], load(r[3]), r[4], bool(r[5]), r[6], load(r[7]), r[8])
+                for r in rows
+            ],
+            columns=list(FRAME_COLUMNS),
+        )
+        base["latency_s"] = base["latency_s"].astype("float64")
+        base["label_timestamp"] = base["label_timestamp"].astype("float64")
+        base["error"] = base["error"].astype("bool")
+        features = pd.DataFrame.from_records([json.loads(r[9]) for r in rows], index=base.index)
+        features.columns = [
+            f"features.{c}" if c in FRAME_COLUMNS else str(c) for c in features.columns
+        ]
+        return pd.concat([base, features], axis=1)
 
     def labels(self, model: str, prediction_ids: Sequence[str]) -> dict[str, Label]:
         conn = self._conn()
@@ -249,7 +235,7 @@ class SQLiteStore:
                 f"WHERE model = ? AND prediction_id IN ({marks})",
                 (model, *chunk),
             ):
-                found[pid] = Label(model, pid, _load(label), ts)
+                found[pid] = Label(model, pid, load(label), ts)
         return found
 
     def samples(self, model: str, name: str, start: float, end: float) -> list[Sample]:
@@ -266,33 +252,116 @@ class SQLiteStore:
     def aggregate_predictions(
         self, model: str, metric: PredictionMetric, start: float, end: float, step: float
     ) -> list[tuple[float, float]]:
-        if step <= 0:
-            raise ValueError(f"step must be positive, got {step}")
-        conn = self._conn()
-        bucket = "CAST((ts - ?) / ? AS INTEGER)"
-        where = "FROM predictions WHERE model = ? AND ts >= ? AND ts < ?"
-        args = (start, step, model, start, end)
-        if metric == "latency_p95":
-            by_bucket: dict[int, list[float]] = {}
-            for b, latency in conn.execute(
-                f"SELECT {bucket} AS b, latency_s {where} AND latency_s IS NOT NULL", args
-            ):
-                by_bucket.setdefault(b, []).append(latency)
-            return [
-                (start + b * step, _quantile(sorted(values), 0.95))
-                for b, values in sorted(by_bucket.items())
-            ]
-        expression = {
-            "count": "SUM(1.0 / sample_rate)",
-            "error_rate": "AVG(error)",
-            "latency_mean": "AVG(latency_s)",
-        }.get(metric)
-        if expression is None:
+        spec = _METRICS.get(metric)
+        if spec is None:
             raise ValueError(f"unknown metric {metric!r}")
-        rows = conn.execute(
-            f"SELECT {bucket} AS b, {expression} {where} GROUP BY b ORDER BY b", args
+        return self.aggregate_prediction_field(model, spec[0], spec[1], start, end, step)
+
+    def aggregate_prediction_field(
+        self, model: str, field: str, stat: Stat, start: float, end: float, step: float
+    ) -> list[tuple[float, float]]:
+        """`stat` of a numeric prediction field per bucket; roll-ups where they tile buckets.
+
+        >>> store = SQLiteStore(":memory:")
+        >>> _ = store.write(predictions=[Prediction("m", "a", 5.0, {"x": 2}),
+        ...                              Prediction("m", "b", 65.0, {"x": 4})])
+        >>> store.aggregate_prediction_field("m", "features.x", "mean", 0.0, 120.0, 60.0)
+        [(0.0, 2.0), (60.0, 4.0)]
+        """
+        check_window(start, end, step)
+        q = parse_stat(stat)
+        expression, params = field_expression(field)
+        conn = self._conn()
+        raw_from = start
+        partials: dict[int, Partial] = {}
+        resolution = usable_resolution(start, step) if q is None else None
+        if resolution is not None:
+            cover_end = min(math.floor(end / resolution) * resolution, rolled_until(conn))
+            if cover_end > start:
+                for period, n, total, low, high in conn.execute(
+                    "SELECT period, n, total, low, high FROM rollups WHERE model = ? AND "
+                    "field = ? AND resolution = ? AND period >= ? AND period < ?",
+                    (model, field, resolution, start // resolution, cover_end // resolution),
+                ):
+                    _merge(
+                        partials, int((period * resolution - start) // step), n, total, low, high
+                    )
+                raw_from = cover_end
+        source = (
+            f"SELECT ts, {expression} AS v FROM predictions WHERE model = ? AND ts >= ? AND ts < ?"
         )
-        return [(start + b * step, float(v)) for b, v in rows if v is not None]
+        args = (*params, model, raw_from, end)
+        if q is not None:
+            return _quantiles(conn, source, args, start, step, q)
+        for row in _raw_partials(conn, source, args, start, step):
+            _merge(partials, *row)
+        return [(start + b * step, partials[b].value(stat)) for b in sorted(partials)]
+
+    def aggregate_samples(
+        self, model: str, name: str, stat: Stat, start: float, end: float, step: float
+    ) -> list[tuple[float, float]]:
+        """`stat` of one series, all label sets together, per `step`-long bucket with data."""
+        check_window(start, end, step)
+        q = parse_stat(stat)
+        conn = self._conn()
+        source = (
+            "SELECT ts, value AS v FROM samples WHERE model = ? AND name = ? AND ts >= ? AND ts < ?"
+        )
+        args = (model, name, start, end)
+        if q is not None:
+            return _quantiles(conn, source, args, start, step, q)
+        partials: dict[int, Partial] = {}
+        for row in _raw_partials(conn, source, args, start, step):
+            _merge(partials, *row)
+        return [(start + b * step, partials[b].value(stat)) for b in sorted(partials)]
+
+    def rollup(self, until: float | None = None) -> float:
+        """Complete roll-up periods up to `until` (default: 5 minutes ago); return the new
+        `rolled_until`. Run it now and then (the runtime's housekeeping does); queries are
+        right whether or not it ran, only faster after. One transaction per day of data."""
+        target = time.time() - 300.0 if until is None else until
+        target = math.floor(target / RESOLUTIONS[0]) * RESOLUTIONS[0]
+        conn = self._conn()
+        while True:
+            with self._transaction():
+                done = rolled_until(conn)
+                if done >= target:
+                    return done
+                if done == 0.0:  # first run: start at the oldest prediction
+                    (oldest,) = conn.execute("SELECT min(ts) FROM predictions").fetchone()
+                    if oldest is None:
+                        set_rolled_until(conn, target)
+                        return target
+                    done = math.floor(oldest / RESOLUTIONS[0]) * RESOLUTIONS[0]
+                upto = min(done + 86400.0, target)
+                for (model,) in conn.execute("SELECT name FROM models").fetchall():
+                    rollup_rows(conn, "p.model = ? AND p.ts >= ? AND p.ts < ?", (model, done, upto))
+                set_rolled_until(conn, upto)
+
+    def retention(self, kind: RetentionKind, older_than: float) -> int:
+        """Delete `kind` records older than `older_than` (Unix seconds); return how many.
+
+        Deleting predictions keeps their roll-ups, so long-range counts, rates and means
+        survive raw data (quantiles do not); keep roll-ups at least as long as predictions.
+        """
+        statements = {
+            "samples": "DELETE FROM samples WHERE ts < ?",
+            "predictions": "DELETE FROM predictions WHERE model = ? AND ts < ?",
+            "labels": "DELETE FROM labels WHERE ts < ?",
+            "findings": "DELETE FROM findings WHERE window_end < ?",
+            "rollups": "DELETE FROM rollups WHERE (period + 1) * resolution <= ?",
+        }
+        sql = statements.get(kind)
+        if sql is None:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {RETENTION_KINDS}")
+        with self._transaction() as conn:
+            before = conn.total_changes
+            if kind == "predictions":
+                models = [m for (m,) in conn.execute("SELECT name FROM models").fetchall()]
+                conn.executemany(sql, [(m, older_than) for m in models])
+            else:
+                conn.execute(sql, (older_than,))
+            return conn.total_changes - before
 
     def last_seen(self, model: str) -> float | None:
         row = (
@@ -347,20 +416,69 @@ class SQLiteStore:
         self._local = threading.local()
 
 
+FRAME_COLUMNS = (
+    "prediction_id",
+    "timestamp",
+    "version",
+    "output",
+    "latency_s",
+    "error",
+    "sample_rate",
+    "label",
+    "label_timestamp",
+)
+"""The fixed columns of `prediction_frame`, before the feature columns."""
+
+_METRICS: dict[str, tuple[str, Stat]] = {
+    "count": ("weight", "sum"),
+    "error_rate": ("error", "mean"),
+    "latency_mean": ("latency_s", "mean"),
+    "latency_p95": ("latency_s", "p95"),
+}
+
+
+def _merge(
+    partials: dict[int, Partial], bucket: int, n: int, total: float, low: float, high: float
+) -> None:
+    new = Partial(n, total, low, high)
+    old = partials.get(bucket)
+    partials[bucket] = new if old is None else old.merge(new)
+
+
+def _raw_partials(
+    conn: sqlite3.Connection, source: str, args: tuple[object, ...], start: float, step: float
+) -> list[tuple[int, int, float, float, float]]:
+    return conn.execute(
+        "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, count(v), sum(v), min(v), max(v) "
+        f"FROM ({source}) WHERE v IS NOT NULL GROUP BY b",
+        (start, step, *args),
+    ).fetchall()
+
+
+def _quantiles(
+    conn: sqlite3.Connection,
+    source: str,
+    args: tuple[object, ...],
+    start: float,
+    step: float,
+    q: float,
+) -> list[tuple[float, float]]:
+    by_bucket: dict[int, list[float]] = {}
+    for b, v in conn.execute(
+        f"SELECT CAST((ts - ?) / ? AS INTEGER) AS b, v FROM ({source}) "
+        "WHERE v IS NOT NULL ORDER BY b, v",
+        (start, step, *args),
+    ):
+        by_bucket.setdefault(b, []).append(float(v))
+    return [(start + b * step, quantile(values, q)) for b, values in sorted(by_bucket.items())]
+
+
 def _insert_count(conn: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]]) -> int:
     if not rows:
         return 0
     before = conn.total_changes
     conn.executemany(sql, rows)
     return conn.total_changes - before
-
-
-def _quantile(values: list[float], q: float) -> float:
-    """Linear-interpolation quantile of sorted values (numpy's default method)."""
-    position = (len(values) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (position - low)
 
 
 def _finding(row: tuple[Any, ...]) -> Finding:

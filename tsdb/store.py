@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from .records import Finding, Label, ModelInfo, Prediction, Sample
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PredictionMetric = Literal["count", "error_rate", "latency_mean", "latency_p95"]
 PREDICTION_METRICS: tuple[PredictionMetric, ...] = (
@@ -19,6 +22,25 @@ PREDICTION_METRICS: tuple[PredictionMetric, ...] = (
     "latency_mean",
     "latency_p95",
 )
+
+Stat = str
+"""`count`, `sum`, `mean`, `min`, `max`, or a quantile `pNN` (`p50`, `p95`, `p99.9`)."""
+
+RetentionKind = Literal["samples", "predictions", "labels", "findings", "rollups"]
+RETENTION_KINDS: tuple[RetentionKind, ...] = (
+    "samples",
+    "predictions",
+    "labels",
+    "findings",
+    "rollups",
+)
+
+PREDICTION_FIELDS = ("weight", "error", "latency_s", "output")
+"""Numeric fields of a prediction `aggregate_prediction_field` reads, besides `features.NAME`.
+
+`weight` is `1 / sample_rate` (its `sum` is the true traffic), `error` is 0 or 1, `output` and
+features count only where numeric (booleans as 0 and 1).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +110,31 @@ class Store(Protocol):
 
     def last_evaluated(self, model: str) -> float | None:
         """Window end of the newest finding of the model: where the detector resumes."""
+        ...
+
+    def aggregate_samples(
+        self, model: str, name: str, stat: Stat, start: float, end: float, step: float
+    ) -> list[tuple[float, float]]:
+        """`stat` of one series (all its label sets) per `step`-long bucket that has data."""
+        ...
+
+    def aggregate_prediction_field(
+        self, model: str, field: str, stat: Stat, start: float, end: float, step: float
+    ) -> list[tuple[float, float]]:
+        """`stat` of a prediction field (see `PREDICTION_FIELDS`, or `features.NAME`) per
+        `step`-long bucket that has a numeric value: `(bucket_start, value)`."""
+        ...
+
+    def prediction_frame(self, model: str, start: float, end: float) -> pd.DataFrame:
+        """A window of predictions, oldest first, one column per feature, labels joined by id."""
+        ...
+
+    def series(self, model: str) -> list[str]:
+        """Names of the sample series the model has sent, sorted."""
+        ...
+
+    def retention(self, kind: RetentionKind, older_than: float) -> int:
+        """Delete records of `kind` with a timestamp before `older_than`; return how many."""
         ...
 
     def close(self) -> None: ...

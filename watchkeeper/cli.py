@@ -186,22 +186,35 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from watchkeeper.tsdb import SQLiteStore
+    from watchkeeper.tsdb import SQLiteStore, open_store
 
     config = load_config(args.config)
+    where = (
+        config.storage.store_file
+        if config.storage.backend == "sqlite"
+        else (config.storage.influxdb.url if config.storage.influxdb else "?")
+    )
     try:
-        store = SQLiteStore(config.storage.store_file)
-        store.write()
-        store.close()
+        store = open_store(config.storage)
+        try:
+            if isinstance(store, SQLiteStore):
+                store.write()  # takes the write lock: proves the file is writable
+            else:
+                from watchkeeper.tsdb.influx import InfluxStore
+
+                if isinstance(store, InfluxStore):
+                    store.probe()
+        finally:
+            store.close()
     except Exception as exc:
         print(
-            f"{args.config}: storage.path: cannot open a writable store at "
-            f"{config.storage.store_file}: {exc}",
+            f"{args.config}: storage: the {config.storage.backend} store at {where} is not "
+            f"reachable and writable: {exc}",
             file=sys.stderr,
         )
         return 1
     print(
-        f"{args.config}: ok: store {config.storage.store_file} writable; "
+        f"{args.config}: ok: {config.storage.backend} store at {where} is writable; "
         f"{len(config.models)} configured model(s); "
         f"{len(config.alerting.receivers)} receiver(s)"
     )

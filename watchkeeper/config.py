@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
@@ -54,11 +63,65 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class StorageConfig(_Section):
-    """Where samples, predictions, labels and findings live."""
+class InfluxDBConfig(_Section):
+    """Where the InfluxDB backend writes, and how long a write may take before it gives up.
 
-    backend: Literal["sqlite"] = "sqlite"
+    `token` may be written as `${ENV_VAR}` (expanded at load time); it is kept as a secret and
+    never printed. A write attempt is cut at `timeout`; a batch is retried at most
+    `max_retries` times and never past `max_retry_time`, so a dead server cannot hang the
+    process.
+    """
+
+    url: str
+    org: str = Field(min_length=1)
+    bucket: str = Field(min_length=1)
+    token: SecretStr = SecretStr("")
+    timeout: Annotated[Duration, Field(gt=0.0)] = 10.0
+    max_retries: int = Field(3, ge=0, le=100)
+    max_retry_time: Duration = 30.0
+    retry_interval: Duration = 0.5
+    gzip: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token_from_env(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ValueError(f"environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV.sub(substitute, value)
+
+
+class StorageConfig(_Section):
+    """Where samples, predictions, labels and findings live.
+
+    `backend: sqlite` (the default) keeps them in `path`; `backend: influxdb` sends them to
+    the `influxdb:` section's bucket (alert state stays a local file under `path` either way).
+    """
+
+    backend: Literal["sqlite", "influxdb"] = "sqlite"
     path: Path = Path("watchkeeper-data")
+    influxdb: InfluxDBConfig | None = None
+
+    @model_validator(mode="after")
+    def _backend_configured(self) -> StorageConfig:
+        if self.backend == "influxdb" and self.influxdb is None:
+            raise ValueError(
+                "backend influxdb needs a storage.influxdb section with url, org, bucket, token"
+            )
+        return self
 
     @property
     def store_file(self) -> Path:
@@ -69,11 +132,63 @@ class StorageConfig(_Section):
         return self.path / "alerts.db"
 
 
+class IngestToken(_Section):
+    """One service's bearer token for the ingest API and the models it may write (`*`: any).
+
+    The token itself is never written in the file: give either `sha256`, the hex SHA-256 of
+    the token (`printf %s TOKEN | sha256sum`), or `env`, the name of an environment variable
+    that holds the token when the server starts.
+    """
+
+    name: str = Field(min_length=1)
+    models: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IngestToken:
+        if (self.sha256 is None) == (self.env is None):
+            raise ValueError("give exactly one of sha256 (hex digest of the token) or env")
+        return self
+
+
 class IngestConfig(_Section):
+    """The ingest API: where it listens, its limits, and who may write (no tokens: anyone).
+
+    `rate_limit` is records per second per token (per client address without tokens), with
+    bursts of up to `rate_burst` records (default: `max_batch_items`); over it, 429 with
+    `Retry-After`.
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     max_body_bytes: int = Field(10_000_000, gt=0)
     max_batch_items: int = Field(10_000, gt=0)
+    tokens: list[IngestToken] = []
+    rate_limit: float | None = Field(None, gt=0)
+    rate_burst: int | None = Field(None, gt=0)
+
+
+class ScrapeTarget(_Section):
+    """A Prometheus `/metrics` endpoint the scraper reads, its samples stored under `model`.
+
+    `labels` are added to every sample; `bearer_token_env` names an environment variable
+    holding a bearer token for the target.
+    """
+
+    url: str
+    model: str = Field(min_length=1)
+    interval: Annotated[Duration, Field(gt=0.0)] = 15.0
+    timeout: Annotated[Duration, Field(gt=0.0)] = 10.0
+    labels: dict[str, str] = {}
+    bearer_token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("url")
+    @classmethod
+    def _scrape_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
 
 
 class UpCheck(_Section):
@@ -151,6 +266,7 @@ class Config(_Section):
     models: dict[str, ModelConfig] = {}
     alerting: AlertingConfig = AlertingConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    scrape: list[ScrapeTarget] = []
 
     def model(self, name: str) -> ModelConfig:
         """The configuration of a model, or the defaults for a model nobody configured."""

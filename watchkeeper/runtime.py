@@ -17,9 +17,11 @@ from watchkeeper.alerting.manager import AlertManager
 from watchkeeper.collectors.ingest import IngestServer, create_app
 from watchkeeper.config import Config
 from watchkeeper.detector.engine import Detector
-from watchkeeper.tsdb import Finding, SQLiteStore
+from watchkeeper.tsdb import Finding, SQLiteStore, Store, open_store
 
 log = logging.getLogger(__name__)
+
+ROLLUP_EVERY_S = 60.0
 
 
 class Stack:
@@ -39,12 +41,13 @@ class Stack:
         self.config = config
         self.console = console
         self.clock = clock
-        self.store = SQLiteStore(config.storage.store_file)
+        self.store: Store = open_store(config.storage)
         self._ingest = IngestServer(
             create_app(self.store, config.ingest), config.ingest.host, config.ingest.port
         )
         self._stop = threading.Event()
         self._detection: threading.Thread | None = None
+        self._housekeeping: threading.Thread | None = None
         self._detection_ready = threading.Event()
         self._transitions = 0
 
@@ -67,6 +70,11 @@ class Stack:
             target=self._detect_and_alert, name="watchkeeper-detector", daemon=True
         )
         self._detection.start()
+        if isinstance(self.store, SQLiteStore):
+            self._housekeeping = threading.Thread(
+                target=self._roll_up, args=(self.store,), name="watchkeeper-rollup", daemon=True
+            )
+            self._housekeeping.start()
         self._detection_ready.wait(timeout=30)
 
     def start(self) -> None:
@@ -106,12 +114,22 @@ class Stack:
         finally:
             alerts.close()
 
+    def _roll_up(self, store: SQLiteStore) -> None:
+        """Keep the embedded store's per-minute and per-hour roll-ups current, so long-range
+        queries (the dashboard's) read them instead of raw predictions."""
+        while not self._stop.wait(ROLLUP_EVERY_S):
+            try:
+                store.rollup()
+            except Exception:
+                log.exception("roll-up failed; trying again in %ss", ROLLUP_EVERY_S)
+
     def stop(self) -> None:
         """Stop detection, then ingest; safe to call more than once."""
         self._stop.set()
-        if self._detection is not None:
-            self._detection.join(timeout=30)
-            self._detection = None
+        for thread in (self._detection, self._housekeeping):
+            if thread is not None:
+                thread.join(timeout=30)
+        self._detection = self._housekeeping = None
         self._ingest.stop()
         self.store.close()
 

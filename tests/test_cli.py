@@ -1,0 +1,60 @@
+"""The command line as a user meets it: help, check-config, and errors that say what is wrong."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WATCHKEEPER = str(Path(sys.executable).parent / "watchkeeper")
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WATCHKEEPER, *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize("command", ["demo", "serve", "dashboard", "check-config"])
+def test_every_command_explains_itself(tmp_path: Path, command: str) -> None:
+    result = run(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "usage: watchkeeper " + command in result.stdout
+    assert len(result.stdout.splitlines()) > 5
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
+    config = tmp_path / "w.yaml"
+    config.write_text(f"storage:\n  path: {tmp_path / 'data'}\nmodels:\n  m: {{}}\n")
+    result = run("check-config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ok: sqlite store" in result.stdout
+    assert "1 configured model(s)" in result.stdout
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
+    config = tmp_path / "w.yaml"
+    config.write_text("models:\n  m:\n    checks:\n      drift:\n        p_value: 5\n")
+    result = run("check-config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{config}: models.m.checks.drift.p_value: Input should be less than 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_reports_an_unreachable_influxdb(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "w.yaml"
+    config.write_text(
+        "storage:\n  backend: influxdb\n  influxdb:\n"
+        f"    url: http://127.0.0.1:{port}\n    org: o\n    bucket: b\n    token: t\n"
+        "    max_retries: 0\n"
+    )
+    result = run("check-config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "storage: the influxdb store at" in result.stderr
+    assert "not reachable and writable" in result.stderr
