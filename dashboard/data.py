@@ -11,7 +11,8 @@ only reads: the dashboard never writes to the store.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -19,21 +20,28 @@ import pandas as pd
 
 from watchkeeper.alerting.records import Alert
 from watchkeeper.config import Config
-from watchkeeper.tsdb import PREDICTION_METRICS, PredictionMetric, Store
+from watchkeeper.tsdb import PREDICTION_METRICS, Finding, PredictionMetric, Store
 
 Status = Literal["critical", "warning", "stale", "ok"]
 STATUSES: tuple[Status, ...] = ("critical", "warning", "stale", "ok")
 """Fleet statuses, worst first."""
 
+FILTER_LABELS = ("team", "environment")
+"""Model labels (from each model's `labels` in the configuration) the fleet can be filtered by."""
+
 FLEET_COLUMNS = (
     "model",
     "status",
     "firing",
+    "pending",
     "last_seen",
     "throughput_per_min",
     "error_rate",
     "p95_latency_ms",
+    "drift_score",
+    "drift_feature",
     "versions",
+    *FILTER_LABELS,
 )
 ALERT_COLUMNS = ("model", "check", "subject", "severity", "state", "since", "summary")
 RESOLVED_COLUMNS = (*ALERT_COLUMNS, "resolved")
@@ -80,12 +88,12 @@ def _alert_model(alert: Alert) -> str:
     return alert.label_map.get("model", "")
 
 
-def _firing_by_model(alerts: Sequence[Alert]) -> dict[str, list[Alert]]:
-    firing: dict[str, list[Alert]] = {}
+def _by_model(alerts: Sequence[Alert], state: str) -> dict[str, list[Alert]]:
+    found: dict[str, list[Alert]] = {}
     for alert in alerts:
-        if alert.state == "firing":
-            firing.setdefault(_alert_model(alert), []).append(alert)
-    return firing
+        if alert.state == state:
+            found.setdefault(_alert_model(alert), []).append(alert)
+    return found
 
 
 def _window_value(
@@ -104,9 +112,12 @@ def fleet_overview(
     Status is `critical` when a critical alert fires for the model, else `warning` when any
     alert fires, else `stale` when it has been silent longer than its up-check staleness, else
     `ok`. Throughput (per minute), error rate and p95 latency cover the model's configured
-    `window` up to `now`; they are NaN when that window holds no predictions.
+    `window` up to `now`; they are NaN when that window holds no predictions. `drift_score` is
+    the largest KS statistic among the model's latest drift findings (`latest_drift`), with
+    the feature it belongs to; the label columns come from the model's configured `labels`.
     """
-    firing = _firing_by_model(alerts)
+    firing = _by_model(alerts, "firing")
+    pending = _by_model(alerts, "pending")
     rows: list[dict[str, object]] = []
     for info in store.models():
         model_config = config.model(info.name)
@@ -124,21 +135,27 @@ def fleet_overview(
         start = now - window
         count = _window_value(store, info.name, "count", start, now)
         p95 = _window_value(store, info.name, "latency_p95", start, now)
+        drift_score, drift_feature = latest_drift(store, info.name, now, model_config.window)
         rows.append(
             {
                 "model": info.name,
                 "status": status,
                 "firing": len(model_alerts),
+                "pending": len(pending.get(info.name, [])),
                 "last_seen": utc(info.last_seen),
                 "throughput_per_min": count * 60.0 / window,
                 "error_rate": _window_value(store, info.name, "error_rate", start, now),
                 "p95_latency_ms": p95 * 1000.0,
+                "drift_score": drift_score,
+                "drift_feature": drift_feature,
                 "versions": ", ".join(info.versions),
+                **{key: model_config.labels.get(key, "") for key in FILTER_LABELS},
             }
         )
     frame = pd.DataFrame(rows, columns=list(FLEET_COLUMNS))
-    frame["firing"] = frame["firing"].astype("int64")
-    for column in ("throughput_per_min", "error_rate", "p95_latency_ms"):
+    for column in ("firing", "pending"):
+        frame[column] = frame[column].astype("int64")
+    for column in ("throughput_per_min", "error_rate", "p95_latency_ms", "drift_score"):
         frame[column] = frame[column].astype("float64")
     frame["last_seen"] = pd.to_datetime(frame["last_seen"], utc=True)
     return frame
@@ -244,4 +261,276 @@ def breached_findings(
         columns=list(FINDING_COLUMNS),
     )
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame
+
+
+def latest_drift(store: Store, model: str, now: float, lookback: float) -> tuple[float, str]:
+    """The worst KS statistic among the model's newest drift findings, and its feature.
+
+    "Newest" is the latest window end with drift findings in `[now - lookback, now]`: one
+    verdict per feature from the same evaluation. `(nan, "")` when there is none (drift not
+    checked yet, or the model has no numeric features).
+    """
+    drift = [f for f in store.findings(model, now - lookback, None) if f.check == "drift"]
+    if not drift:
+        return math.nan, ""
+    newest = max(f.window_end for f in drift)
+    worst = max((f for f in drift if f.window_end == newest), key=lambda f: f.value)
+    return worst.value, worst.subject
+
+
+DRIFT_COLUMNS = ("time", "feature", "ks", "breached", "p_value", "window_end")
+
+
+def drift_matrix(
+    store: Store, model: str, start: float, end: float, step: float, every: float
+) -> pd.DataFrame:
+    """The drift verdict standing at each `step`-long bucket of `[start, end)`, per feature.
+
+    For each bucket it reads the findings of the last `min(step, every)` seconds before the
+    bucket's end and keeps the newest drift evaluation among them: one row per feature with its
+    KS statistic. Reading one evaluation per bucket (not every finding of a long range) keeps a
+    month of five-minute evaluations as cheap as an hour; with overlapping windows the KS
+    statistic moves smoothly, so a sampled verdict per bucket is what a heat map can show anyway.
+    Buckets without an evaluation have no rows.
+    """
+    rows: list[dict[str, object]] = []
+    lookback = min(step, every) if every > 0 else step
+    buckets = math.ceil((end - start) / step)
+    for i in range(buckets):
+        bucket_start = start + i * step
+        bucket_end = min(bucket_start + step, end)
+        found = [
+            f
+            for f in store.findings(model, max(bucket_end - lookback, bucket_start), bucket_end)
+            if f.check == "drift"
+        ]
+        if not found:
+            continue
+        newest = max(f.window_end for f in found)
+        for f in found:
+            if f.window_end == newest:
+                rows.append(
+                    {
+                        "time": bucket_start,
+                        "feature": f.subject,
+                        "ks": f.value,
+                        "breached": f.breached,
+                        "p_value": f.p_value,
+                        "window_end": f.window_end,
+                    }
+                )
+    frame = pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
+    frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+    frame["window_end"] = pd.to_datetime(frame["window_end"], unit="s", utc=True)
+    frame["ks"] = frame["ks"].astype("float64")
+    frame["breached"] = frame["breached"].astype("bool")
+    return frame
+
+
+TREND_COLUMNS = ("throughput_trend", "error_rate_trend", "p95_trend", "drift_trend")
+
+
+def fleet_trends(
+    store: Store, model: str, start: float, end: float, every: float, points: int = 24
+) -> dict[str, list[float]]:
+    """Small trends for one fleet row: `points` values each of throughput (per minute), error
+    rate, p95 latency (ms) and worst drift score over `[start, end)`.
+
+    Buckets without predictions are a throughput of zero and are left out of the rates (a
+    rate of nothing is unknown); buckets without a drift evaluation are left out of the drift
+    trend.
+    """
+    step = (end - start) / points
+    counts = dict(store.aggregate_predictions(model, "count", start, end, step))
+    errors = store.aggregate_predictions(model, "error_rate", start, end, step)
+    p95 = store.aggregate_predictions(model, "latency_p95", start, end, step)
+    drift = drift_matrix(store, model, start, end, step, every)
+    worst = drift.groupby("time")["ks"].max() if not drift.empty else pd.Series(dtype="float64")
+    return {
+        "throughput_trend": [
+            counts.get(start + i * step, 0.0) * 60.0 / step for i in range(points)
+        ],
+        "error_rate_trend": [v for _, v in errors],
+        "p95_trend": [v * 1000.0 for _, v in p95],
+        "drift_trend": [float(v) for v in worst.tolist()],
+    }
+
+
+VERSION_COLUMNS = ("version", "first", "last", "predictions")
+
+
+def version_spans(store: Store, model: str, start: float, end: float) -> pd.DataFrame:
+    """When each version of the model served predictions in `[start, end)`: first and last
+    prediction time and how many (sample rates applied), in order of first appearance.
+
+    A new version's `first` is where a deployment shows on the time axis.
+    """
+    spans: dict[str, list[float]] = {}
+    for p in store.predictions(model, start, end):
+        span = spans.get(p.version)
+        weight = 1.0 / p.sample_rate if 0.0 < p.sample_rate <= 1.0 else 1.0
+        if span is None:
+            spans[p.version] = [p.timestamp, p.timestamp, weight]
+        else:
+            span[1] = p.timestamp
+            span[2] += weight
+    frame = pd.DataFrame(
+        [
+            {"version": version or "(none)", "first": first, "last": last, "predictions": n}
+            for version, (first, last, n) in spans.items()
+        ],
+        columns=list(VERSION_COLUMNS),
+    )
+    for column in ("first", "last"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    return frame
+
+
+EPISODE_COLUMNS = (
+    "incident",
+    "model",
+    "check",
+    "subject",
+    "lane",
+    "severity",
+    "start",
+    "end",
+    "findings",
+    "peak",
+    "threshold",
+    "statistic",
+    "summary",
+)
+INCIDENT_COLUMNS = ("incident", "model", "start", "end", "severity", "checks", "findings")
+
+
+def _worst(severities: Sequence[str]) -> str:
+    return min(severities, key=lambda s: _SEVERITY_RANK.get(s, 3), default="")
+
+
+@dataclass
+class _Episode:
+    model: str
+    check: str
+    subject: str
+    run: list[Finding]
+    incident: str = ""
+
+    @property
+    def start(self) -> float:
+        return self.run[0].window_end
+
+    @property
+    def end(self) -> float:
+        return self.run[-1].window_end
+
+    @property
+    def lane(self) -> str:
+        return f"{self.check} ({self.subject})" if self.subject else self.check
+
+    @property
+    def severity(self) -> str:
+        return _worst([f.severity for f in self.run])
+
+    def row(self) -> dict[str, object]:
+        peak = max(self.run, key=lambda f: abs(f.value - f.threshold))
+        return {
+            "incident": self.incident,
+            "model": self.model,
+            "check": self.check,
+            "subject": self.subject,
+            "lane": self.lane,
+            "severity": self.severity,
+            "start": self.start,
+            "end": self.end,
+            "findings": len(self.run),
+            "peak": peak.value,
+            "threshold": peak.threshold,
+            "statistic": peak.statistic,
+            "summary": peak.summary,
+        }
+
+
+def incidents(
+    breached: Sequence[Finding], gaps: Mapping[str, float], default_gap: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Breached findings grouped into episodes, and episodes of one model into incidents.
+
+    An episode is a run of breached findings of one check and subject whose window ends are at
+    most the model's gap apart (`gaps[model]`, else `default_gap`; about two evaluation
+    intervals, so one healthy window in between does not split it). Episodes of one model that
+    overlap or touch within the gap form one incident, so a latency spike and a drift onset at
+    the same time read as one incident. Returns `(incidents, episodes)`, newest incident first;
+    each episode names its incident (`#1` is the oldest). Episode times are window ends.
+    """
+    runs: dict[tuple[str, str, str], list[_Episode]] = {}
+    for f in sorted(breached, key=lambda f: f.window_end):
+        series = runs.setdefault((f.model, f.check, f.subject), [])
+        if series and f.window_end - series[-1].end <= gaps.get(f.model, default_gap):
+            series[-1].run.append(f)
+        else:
+            series.append(_Episode(f.model, f.check, f.subject, [f]))
+    episodes = sorted(
+        (e for series in runs.values() for e in series), key=lambda e: (e.model, e.start)
+    )
+    groups: list[list[_Episode]] = []
+    end = -math.inf
+    for episode in episodes:
+        gap = gaps.get(episode.model, default_gap)
+        if not groups or groups[-1][0].model != episode.model or episode.start > end + gap:
+            groups.append([])
+            end = -math.inf
+        groups[-1].append(episode)
+        end = max(end, episode.end)
+    groups.sort(key=lambda g: g[0].start)
+    rows: list[dict[str, object]] = []
+    for number, group in enumerate(groups, start=1):
+        for episode in group:
+            episode.incident = f"#{number}"
+        rows.append(
+            {
+                "incident": f"#{number}",
+                "model": group[0].model,
+                "start": group[0].start,
+                "end": max(e.end for e in group),
+                "severity": _worst([e.severity for e in group]),
+                "checks": ", ".join(sorted({e.lane for e in group})),
+                "findings": sum(len(e.run) for e in group),
+            }
+        )
+    incident_frame = pd.DataFrame(rows[::-1], columns=list(INCIDENT_COLUMNS))
+    episode_frame = pd.DataFrame([e.row() for e in episodes], columns=list(EPISODE_COLUMNS))
+    for frame in (incident_frame, episode_frame):
+        for column in ("start", "end"):
+            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    return incident_frame, episode_frame
+
+
+SPAN_COLUMNS = ("model", "rule", "severity", "state", "start", "end", "summary")
+
+
+def alert_spans(alerts: Sequence[Alert], now: float) -> pd.DataFrame:
+    """Each alert as a span for a timeline: from when its condition began to when it resolved
+    (or `now` while it is still pending or firing)."""
+    rows = []
+    for alert in alerts:
+        labels = alert.label_map
+        check = labels.get("check", labels.get("alertname", ""))
+        subject = labels.get("subject", "")
+        end = alert.resolved_at if alert.state == "resolved" and alert.resolved_at else now
+        rows.append(
+            {
+                "model": labels.get("model", ""),
+                "rule": f"{check} ({subject})" if subject else check,
+                "severity": labels.get("severity", ""),
+                "state": alert.state,
+                "start": alert.active_since,
+                "end": max(end, alert.active_since),
+                "summary": alert.summary,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(SPAN_COLUMNS))
+    for column in ("start", "end"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
     return frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -58,3 +59,17 @@ def test_check_config_reports_an_unreachable_influxdb(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "storage: the influxdb store at" in result.stderr
     assert "not reachable and writable" in result.stderr
+
+
+def test_an_exposed_dashboard_needs_a_password(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "WATCHKEEPER_DASHBOARD_PASSWORD"}
+    result = subprocess.run(
+        [WATCHKEEPER, "dashboard", "--data-dir", str(tmp_path), "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "WATCHKEEPER_DASHBOARD_PASSWORD" in result.stderr

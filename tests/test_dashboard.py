@@ -6,25 +6,29 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from watchkeeper.alerting import Alert, AlertStateStore, fingerprint
+from watchkeeper.alerting import Alert, fingerprint
 from watchkeeper.config import Config, config_from_dict
-from watchkeeper.dashboard import app_path, launch, wait_until_ready
+from watchkeeper.dashboard import DashboardError, launch, wait_until_ready
+from watchkeeper.dashboard.auth import hash_password, verify_password
 from watchkeeper.dashboard.data import (
     active_alerts,
+    alert_spans,
     breached_findings,
     choose_step,
+    drift_matrix,
     fleet_overview,
+    fleet_trends,
+    incidents,
+    latest_drift,
     metric_series,
     resolved_alerts,
+    version_spans,
 )
 from watchkeeper.tsdb import Finding, Prediction, SQLiteStore
 
@@ -152,11 +156,16 @@ def test_fleet_overview_of_an_empty_store_has_the_columns(store: SQLiteStore) ->
         "model",
         "status",
         "firing",
+        "pending",
         "last_seen",
         "throughput_per_min",
         "error_rate",
         "p95_latency_ms",
+        "drift_score",
+        "drift_feature",
         "versions",
+        "team",
+        "environment",
     ]
 
 
@@ -261,111 +270,153 @@ def test_breached_findings_newest_first(store: SQLiteStore) -> None:
     ]
 
 
-# --- the page --------------------------------------------------------------------------------
+def drift(model: str, feature: str, end: float, ks: float, breached: bool = False) -> Finding:
+    return Finding(
+        model=model,
+        check="drift",
+        subject=feature,
+        statistic="ks",
+        value=ks,
+        threshold=0.1,
+        breached=breached,
+        severity="warning",
+        window_start=end - 600,
+        window_end=end,
+        p_value=0.001 if breached else 0.5,
+    )
 
 
-def run_page(monkeypatch: pytest.MonkeyPatch, *args: str) -> AppTest:
-    monkeypatch.setattr(sys, "argv", [str(app_path()), *args])
-    return AppTest.from_file(str(app_path()), default_timeout=30).run()
+def breach(
+    model: str, check: str, end: float, subject: str = "", severity: str = "critical"
+) -> Finding:
+    return Finding(
+        model=model,
+        check=check,
+        subject=subject,
+        statistic=check,
+        value=1.0,
+        threshold=0.5,
+        breached=True,
+        severity=severity,  # type: ignore[arg-type]
+        window_start=end - 600,
+        window_end=end,
+        summary=f"{check} breached at {end:g}",
+    )
 
 
-@pytest.fixture
-def live_data_dir(tmp_path: Path) -> Iterator[Path]:
-    now = time.time()
-    store = SQLiteStore(tmp_path / "watchkeeper.db")
-    seed_fleet(store, now)
+def test_fleet_overview_shows_worst_latest_drift_and_config_labels(store: SQLiteStore) -> None:
+    seed_fleet(store, NOW)
     store.write(
         findings=[
-            Finding(
-                model="ranker",
-                check="error_rate",
-                subject="",
-                statistic="wilson_low",
-                value=0.2,
-                threshold=0.05,
-                breached=True,
-                severity="critical",
-                window_start=now - 3900,
-                window_end=now - 300,
-                summary="error rate 20%",
-            )
+            drift("fraud", "amount", NOW - 120, 0.9, True),  # older evaluation: not the latest
+            drift("fraud", "amount", NOW - 60, 0.35, True),
+            drift("fraud", "age", NOW - 60, 0.05),
         ]
     )
-    store.close()
-    state = AlertStateStore(tmp_path / "alerts.db")
-    state.upsert(alert("ranker", "error_rate", "critical", "firing", now - 900, fired_at=now - 600))
-    state.close()
-    yield tmp_path
+    config = config_from_dict(
+        {"models": {"fraud": {"labels": {"team": "payments", "environment": "prod"}}}}
+    )
+    pending = [alert("fraud", "drift", "warning", "pending", NOW - 60)]
+    fleet = fleet_overview(store, pending, config, NOW).set_index("model")
+
+    assert fleet.loc["fraud", "drift_score"] == pytest.approx(0.35)
+    assert fleet.loc["fraud", "drift_feature"] == "amount"
+    assert pd.isna(fleet.loc["churn", "drift_score"])
+    assert fleet.loc["fraud", "pending"] == 1
+    assert fleet.loc["fraud", "status"] == "ok"  # pending is not yet a warning
+    assert fleet[["team", "environment"]].loc["fraud"].tolist() == ["payments", "prod"]
+    assert fleet.loc["churn", "team"] == ""
 
 
-def test_page_shows_fleet_alerts_and_model(
-    monkeypatch: pytest.MonkeyPatch, live_data_dir: Path
-) -> None:
-    at = run_page(monkeypatch, "--data-dir", str(live_data_dir))
+def test_latest_drift_without_drift_findings(store: SQLiteStore) -> None:
+    store.write(findings=[breach("m", "error_rate", NOW - 10)])
+    score, feature = latest_drift(store, "m", NOW, 3600)
+    assert pd.isna(score) and feature == ""
 
-    assert not at.exception
-    assert not at.error
-    assert at.title[0].value == "watchkeeper"
-    assert [h.value for h in at.header] == ["Fleet", "Alerts", "Model"]
-    tiles = {m.label: m.value for m in at.metric}
-    assert tiles["Models"] == "3"
-    assert tiles["Firing alerts"] == "1"
-    assert tiles["Stale models"] == "1"
 
-    fleet = at.dataframe[0].value
-    assert sorted(fleet["model"]) == ["churn", "fraud", "ranker"]
-    assert fleet.set_index("model").loc["ranker", "status"] == "🔴 critical"
-    alerts = at.dataframe[1].value
-    assert alerts[["model", "check", "state"]].values.tolist() == [
-        ["ranker", "error_rate", "firing"]
+def test_drift_matrix_keeps_the_newest_evaluation_per_bucket(store: SQLiteStore) -> None:
+    start = NOW - 600
+    store.write(
+        findings=[
+            # bucket 0 ([start, start+300)): evaluations every 60 s; the last one stands
+            *[drift("m", "a", start + 60 * i, 0.1 * i) for i in range(1, 5)],
+            *[drift("m", "b", start + 60 * i, 0.01) for i in range(1, 5)],
+            # bucket 1: one breached evaluation
+            drift("m", "a", start + 540, 0.7, True),
+            breach("m", "error_rate", start + 540),  # other checks are not drift
+        ]
+    )
+    matrix = drift_matrix(store, "m", start, NOW, 300.0, every=60.0)
+    rows = matrix[["feature", "ks", "breached"]].values.tolist()
+    assert rows == [["a", pytest.approx(0.4), False], ["b", 0.01, False], ["a", 0.7, True]]
+    assert matrix["time"].tolist() == [
+        pd.Timestamp(start, unit="s", tz="UTC"),
+        pd.Timestamp(start, unit="s", tz="UTC"),
+        pd.Timestamp(start + 300, unit="s", tz="UTC"),
     ]
 
-    # worst first, so the model that needs looking at is the one shown
-    assert at.selectbox(key="model").options == ["ranker", "churn", "fraud"]
-    assert at.selectbox(key="model").value == "ranker"
-    assert at.radio(key="range").value == "last 6h"
-    findings = at.dataframe[-1].value
-    assert findings[["check", "summary"]].values.tolist() == [["error_rate", "error rate 20%"]]
 
-    at.selectbox(key="model").select("churn").run()
-    at.radio(key="range").set_value("last 7d").run()
-    assert not at.exception
-    assert any("No breached findings" in c.value for c in at.caption)
+def test_fleet_trends_have_one_throughput_point_per_bucket(store: SQLiteStore) -> None:
+    seed_fleet(store, NOW)
+    trends = fleet_trends(store, "fraud", NOW - 2400, NOW, every=300.0, points=4)
+    # fraud: one prediction every 100 s from now-2000 to now-100: 2, 6, 6, 6 per 600 s bucket
+    assert trends["throughput_trend"] == pytest.approx([2 / 10, 6 / 10, 6 / 10, 6 / 10])
+    assert len(trends["error_rate_trend"]) == 4
+    assert trends["drift_trend"] == []
 
 
-def test_page_on_an_empty_data_dir_explains_how_to_start(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    at = run_page(monkeypatch, "--data-dir", str(tmp_path / "nothing-yet"))
-
-    assert not at.exception
-    assert "No model has reported yet" in at.info[0].value
-    assert "from watchkeeper import Monitor" in at.code[0].value
-    assert not (tmp_path / "nothing-yet").exists()  # the dashboard only reads
+def test_version_spans_show_where_a_deployment_starts(store: SQLiteStore) -> None:
+    seed_fleet(store, NOW)
+    spans = version_spans(store, "fraud", NOW - 3000, NOW).set_index("version")
+    assert list(spans.index) == ["v1", "v2"]
+    assert spans.loc["v2", "first"] == pd.Timestamp(NOW - 1000, unit="s", tz="UTC")
+    assert spans.loc["v1", "last"] == pd.Timestamp(NOW - 1100, unit="s", tz="UTC")
+    assert spans["predictions"].tolist() == [10.0, 10.0]
 
 
-def test_page_reports_a_store_it_cannot_open(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    (tmp_path / "watchkeeper.db").write_bytes(b"this is not a database" * 100)
-    at = run_page(monkeypatch, "--data-dir", str(tmp_path))
+def test_incidents_join_checks_breached_together_and_split_apart_ones() -> None:
+    every = 60.0
+    found = [
+        # one incident of m: error rate 0..300, drift on x starting at 240
+        *[breach("m", "error_rate", t) for t in range(0, 301, 60)],
+        *[breach("m", "drift", t, "x", "warning") for t in range(240, 601, 60)],
+        # one missed window does not split an episode; a long gap does
+        *[breach("m", "up", t) for t in (5000, 5060, 5180)],
+        breach("m", "up", 9000),
+        # another model, same time: its own incident
+        breach("n", "error_rate", 60),
+    ]
+    table, episodes = incidents(found, {"m": 2.5 * every}, default_gap=150.0)
 
-    assert not at.exception
-    assert "Cannot open the store" in at.error[0].value
+    assert table[["incident", "model", "checks", "findings", "severity"]].values.tolist() == [
+        ["#4", "m", "up", 1, "critical"],
+        ["#3", "m", "up", 3, "critical"],
+        ["#2", "n", "error_rate", 1, "critical"],
+        ["#1", "m", "drift (x), error_rate", 13, "critical"],
+    ]
+    first = table.set_index("incident").loc["#1"]
+    assert first["start"] == pd.Timestamp(0, unit="s", tz="UTC")
+    assert first["end"] == pd.Timestamp(600, unit="s", tz="UTC")
+    assert episodes[episodes["incident"] == "#1"]["lane"].tolist() == ["error_rate", "drift (x)"]
 
 
-def test_page_reports_bad_arguments_and_config(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    at = run_page(monkeypatch, "--no-such-option")
-    assert not at.exception
-    assert "unrecognized arguments" in at.error[0].value
+def test_incidents_of_nothing() -> None:
+    table, episodes = incidents([], {}, 60.0)
+    assert table.empty and episodes.empty
+    assert "checks" in table.columns and "lane" in episodes.columns
 
-    bad = tmp_path / "watchkeeper.yaml"
-    bad.write_text("models:\n  m:\n    window: soon\n")
-    at = run_page(monkeypatch, "--config", str(bad), "--data-dir", str(tmp_path))
-    assert not at.exception
-    assert "models.m.window" in at.error[0].value
+
+def test_alert_spans_end_at_resolution_or_now(alerts_now: list[Alert]) -> None:
+    spans = alert_spans(alerts_now, NOW).set_index("rule")
+    assert spans.loc["error_rate", "end"] == pd.Timestamp(NOW, unit="s", tz="UTC")
+    assert spans.loc["drift", "state"].tolist() == ["pending", "resolved"]
+    assert spans.loc["drift", "end"].tolist() == [
+        pd.Timestamp(NOW, unit="s", tz="UTC"),
+        pd.Timestamp(NOW - 3600, unit="s", tz="UTC"),
+    ]
+
+
+# --- the package and its launcher -------------------------------------------------------------
 
 
 def test_importing_the_package_does_not_load_streamlit_or_pandas(tmp_path: Path) -> None:
@@ -377,6 +428,29 @@ def test_importing_the_package_does_not_load_streamlit_or_pandas(tmp_path: Path)
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_public_names() -> None:
+    import watchkeeper.dashboard as dashboard
+
+    assert sorted(dashboard.__all__) == sorted(
+        ["PASSWORD_ENV", "DashboardError", "app_path", "is_loopback", "launch", "wait_until_ready"]
+    )
+
+
+def test_passwords_are_stored_hashed_and_checked() -> None:
+    stored = hash_password("s3cret")
+    assert "s3cret" not in stored
+    assert verify_password("s3cret", stored)
+    assert not verify_password("s3cret ", stored)
+    assert not verify_password("s3cret", "garbage")
+    assert hash_password("s3cret") != stored  # salted
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "dashboard.example.com"])
+def test_launch_refuses_an_exposed_address_without_a_password(tmp_path: Path, host: str) -> None:
+    with pytest.raises(DashboardError, match="WATCHKEEPER_DASHBOARD_PASSWORD"):
+        launch(tmp_path, host=host, port=free_port())
 
 
 def free_port() -> int:
@@ -392,6 +466,23 @@ def test_launch_serves_the_app_until_stopped(tmp_path: Path) -> None:
     process = launch(tmp_path, port=port, log_file=tmp_path / "dashboard.log")
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", timeout=30, process=process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.real_server
+def test_launch_with_a_password_hands_over_only_its_hash(tmp_path: Path) -> None:
+    port = free_port()
+    process = launch(tmp_path, port=port, password="s3cret", log_file=tmp_path / "d.log")
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", timeout=30, process=process)
+        args = process.args
+        assert isinstance(args, list)
+        assert "s3cret" not in " ".join(map(str, args))
+        auth_file = Path(args[args.index("--auth-file") + 1])
+        assert auth_file.stat().st_mode & 0o077 == 0  # the owner's alone
+        assert verify_password("s3cret", auth_file.read_text())
     finally:
         process.terminate()
         process.wait(timeout=10)

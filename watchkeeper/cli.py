@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
@@ -106,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = commands.add_parser(
         "dashboard",
         help="open the Streamlit dashboard on a data directory",
-        description="Serve the dashboard (read-only) until Ctrl-C.",
+        description="Serve the dashboard (read-only) until Ctrl-C or SIGTERM. It binds to "
+        "127.0.0.1 by default; to bind another address, set WATCHKEEPER_DASHBOARD_PASSWORD and "
+        "every visitor logs in with it.",
     )
     _add_config_options(dashboard)
     dashboard.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
@@ -164,13 +168,28 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from watchkeeper.dashboard import launch, wait_until_ready
+    from watchkeeper.dashboard import PASSWORD_ENV, DashboardError, launch, wait_until_ready
 
     config = _load(args)
     host = args.host or config.dashboard.host
     port = args.port if args.port is not None else config.dashboard.port
-    process = launch(config.storage.path, config_path=args.config, host=host, port=port)
+    try:
+        process = launch(
+            config.storage.path,
+            config_path=args.config,
+            host=host,
+            port=port,
+            password=os.environ.get(PASSWORD_ENV) or None,
+        )
+    except DashboardError as exc:
+        print(f"watchkeeper dashboard: {exc}", file=sys.stderr)
+        return 2
     url = f"http://{host}:{port}"
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         try:
             wait_until_ready(url, timeout=60.0, process=process)
@@ -181,7 +200,10 @@ def _dashboard(args: argparse.Namespace) -> int:
         return process.wait()
     except KeyboardInterrupt:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
         return 0
 
 

@@ -77,10 +77,15 @@ def demo_config(options: DemoOptions, ingest_port: int, dashboard_port: int) -> 
             ),
         }
     )
+    teams = {"fraud-scorer": "payments", "churn-model": "growth"}
     return Config(
         storage=StorageConfig(path=options.data_dir),
         ingest=IngestConfig(port=ingest_port),
         detector=DetectorConfig(interval=5, defaults=model),
+        models={
+            name: model.model_copy(update={"labels": {"team": team, "environment": "demo"}})
+            for name, team in teams.items()
+        },
         alerting=AlertingConfig(
             receivers=list(options.notify),
             dashboard_url=f"http://127.0.0.1:{dashboard_port}" if options.dashboard else "",

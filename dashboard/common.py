@@ -1,0 +1,221 @@
+"""What every dashboard page shares: the view settings, cached loaders, empty state and errors.
+
+`app.py` (the entry script) parses its arguments, asks for the password when one is set, draws
+the time-range and auto-refresh pickers in the sidebar and stores a `View` in the session;
+each page script then calls `run_page`, which reads that `View`, explains an empty data
+directory, reruns the page body on the auto-refresh schedule and turns store errors into
+messages. Loaders are cached per time bucket (`tick`): interacting with a page, or several
+people looking at once, costs no store read, and a month-long range is not recomputed on
+every refresh.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from watchkeeper.alerting.records import Alert
+from watchkeeper.alerting.state import read_alerts
+from watchkeeper.config import Config
+from watchkeeper.tsdb import SQLiteStore
+
+from . import data
+
+VIEW_KEY = "watchkeeper_view"
+CACHE_TTL_S = 600.0
+RANGES = {
+    "last 1h": 3600.0,
+    "last 6h": 6 * 3600.0,
+    "last 24h": 86400.0,
+    "last 7d": 7 * 86400.0,
+    "last 30d": 30 * 86400.0,
+}
+DEFAULT_RANGE = "last 6h"
+REFRESH = {"off": None, "every 10 s": 10.0, "every 30 s": 30.0, "every 1 min": 60.0}
+DEFAULT_REFRESH = "every 10 s"
+PAGE_FILES = {
+    "fleet": "page_fleet.py",
+    "model": "page_model.py",
+    "incidents": "page_incidents.py",
+    "alerts": "page_alerts.py",
+}
+STATUS_LABELS = {"critical": "● critical", "warning": "● warning", "stale": "○ stale", "ok": "● ok"}
+STATUS_ORDER = {"critical": 0, "warning": 1, "stale": 2, "ok": 3}
+# Cell colours, not emoji: the status must read at a glance even where emoji fonts are missing
+# (as in some headless browsers and kiosk screens).
+CELL_STYLES = {
+    "critical": "background-color: #fdd8d8; color: #8a1010; font-weight: 600",
+    "warning": "background-color: #fde9cc; color: #7a4300; font-weight: 600",
+    "stale": "background-color: #e8e8ec; color: #44444c",
+    "ok": "background-color: #dcf3df; color: #125c1e",
+    "firing": "background-color: #fdd8d8; color: #8a1010; font-weight: 600",
+    "pending": "background-color: #fde9cc; color: #7a4300",
+}
+EMPTY_TEXT = (
+    "No model has reported yet. Instrument a model service with the client library and its "
+    "predictions appear here within seconds:"
+)
+STORE_ERRORS = (sqlite3.Error, OSError)
+
+
+@dataclass(frozen=True)
+class View:
+    """What the sidebar chose, and the configuration every page reads."""
+
+    config: Config
+    range_name: str = DEFAULT_RANGE
+    refresh_s: float | None = 10.0
+
+    @property
+    def range_s(self) -> float:
+        return RANGES[self.range_name]
+
+    @property
+    def store_file(self) -> Path:
+        return self.config.storage.store_file
+
+    @property
+    def alert_file(self) -> Path:
+        return self.config.storage.alert_state_file
+
+
+def freshness(range_s: float) -> float:
+    """How old cached data may be for a range: 5 s for the last hour, up to 1 min for a month.
+
+    >>> freshness(3600.0), freshness(30 * 86400.0)
+    (5.0, 60.0)
+    """
+    return min(60.0, max(5.0, range_s / 3000.0))
+
+
+def tick(range_s: float) -> float:
+    """ "Now", rounded down to `freshness(range_s)`: the cache key and the end of the range."""
+    fresh = freshness(range_s)
+    return math.floor(time.time() / fresh) * fresh
+
+
+@contextmanager
+def open_store(path: Path) -> Iterator[SQLiteStore]:
+    """The store, opened for one read and closed again (no lock held between refreshes)."""
+    store = SQLiteStore(path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@st.cache_data(ttl=5.0, show_spinner=False)
+def load_alerts(alert_file: str) -> tuple[list[Alert], str]:
+    """Every alert in the state file, and why they could not be read (or "")."""
+    try:
+        return read_alerts(Path(alert_file)), ""
+    except STORE_ERRORS as exc:
+        return [], f"{alert_file}: {exc}"
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=64, show_spinner=False)
+def load_fleet(
+    store_file: str, alert_file: str, end: float, range_s: float, config_key: str, _config: Config
+) -> pd.DataFrame:
+    """The fleet table with a trend column per figure over `[end - range_s, end)`.
+
+    `config_key` (the configuration as JSON) is what the cache is keyed on; `_config` is the
+    same configuration, passed along unhashed.
+    """
+    alerts, _ = load_alerts(alert_file)
+    with open_store(Path(store_file)) as store:
+        fleet = data.fleet_overview(store, alerts, _config, end)
+        trends = [
+            data.fleet_trends(store, model, end - range_s, end, _config.model(model).every)
+            for model in fleet["model"]
+        ]
+    for column in data.TREND_COLUMNS:
+        fleet[column] = [t[column] for t in trends]
+    return fleet
+
+
+def empty_state(config: Config) -> None:
+    """No model yet: how to instrument one, and how to see the dashboard with data."""
+    endpoint = f"http://{config.ingest.host}:{config.ingest.port}"
+    st.info(EMPTY_TEXT)
+    st.code(
+        "from watchkeeper import Monitor\n\n"
+        f'monitor = Monitor("my-model", endpoint="{endpoint}")\n'
+        "output = model.predict(features)\n"
+        "monitor.log_prediction(features=features, output=output, latency_s=0.012)\n",
+        language="python",
+    )
+    st.caption(
+        f"Reading {config.storage.store_file}. Start the ingest server with "
+        "`watchkeeper serve`, or try `watchkeeper demo` to see the dashboard with data."
+    )
+
+
+def by_status(fleet: pd.DataFrame) -> pd.DataFrame:
+    """The fleet worst first (critical, warning, stale, ok), then by name."""
+    ranked = fleet.assign(rank=fleet["status"].map(STATUS_ORDER))
+    return ranked.sort_values(["rank", "model"]).drop(columns="rank").reset_index(drop=True)
+
+
+def alert_table(frame: pd.DataFrame, key: str) -> None:
+    st.dataframe(
+        frame.style.map(lambda state: CELL_STYLES.get(state, ""), subset=["state"]),
+        hide_index=True,
+        width="stretch",
+        key=key,
+        column_config={
+            "model": st.column_config.TextColumn("Model"),
+            "check": st.column_config.TextColumn("Check"),
+            "subject": st.column_config.TextColumn("Subject"),
+            "severity": st.column_config.TextColumn("Severity"),
+            "state": st.column_config.TextColumn("State"),
+            "since": st.column_config.DatetimeColumn("Since", format="distance"),
+            "resolved": st.column_config.DatetimeColumn("Resolved", format="distance"),
+            "summary": st.column_config.TextColumn("Summary"),
+        },
+    )
+
+
+def current_view() -> View | None:
+    view = st.session_state.get(VIEW_KEY)
+    return view if isinstance(view, View) else None
+
+
+def run_page(title: str, body: Callable[[View], None], *, needs_store: bool = True) -> None:
+    """Draw a page: its header, then `body` (rerun on the auto-refresh schedule), with an
+    empty data directory explained and store errors shown as messages."""
+    st.header(title)
+    view = current_view()
+    if view is None:
+        st.error("Open the dashboard with `watchkeeper dashboard`; pages need its settings.")
+        return
+
+    def content() -> None:
+        if needs_store and not view.store_file.exists():
+            empty_state(view.config)
+            return
+        try:
+            body(view)
+        except STORE_ERRORS as exc:
+            st.error(f"Cannot read the store {view.store_file}: {exc}")
+            return
+        now = datetime.now(UTC).strftime("%H:%M:%S")
+        every = "off" if view.refresh_s is None else f"every {view.refresh_s:g} s"
+        st.caption(
+            f"Data from {view.config.storage.path}; {view.range_name}; updated {now} UTC; "
+            f"auto-refresh {every}."
+        )
+
+    if view.refresh_s is None:
+        content()
+    else:
+        st.fragment(content, run_every=view.refresh_s)()

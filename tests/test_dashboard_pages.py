@@ -1,0 +1,351 @@
+"""Every dashboard page run in-process by Streamlit's AppTest on a seeded store: what each shows,
+its empty states, its errors, and the login that guards an exposed dashboard."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from streamlit.testing.v1 import AppTest
+
+from watchkeeper.alerting import Alert, AlertStateStore, fingerprint
+from watchkeeper.dashboard import app_path
+from watchkeeper.dashboard.auth import write_auth_file
+from watchkeeper.tsdb import Finding, Prediction, SQLiteStore
+
+
+def prediction(model: str, i: int, ts: float, version: str, error: bool = False) -> Prediction:
+    return Prediction(
+        model=model,
+        prediction_id=f"{model}-{i}",
+        timestamp=ts,
+        features={"amount": float(i % 7), "age": float(i % 3)},
+        output=0.5,
+        version=version,
+        latency_s=0.01 + 0.001 * (i % 5),
+        error=error,
+    )
+
+
+def finding(
+    model: str, check: str, subject: str, end: float, value: float, breached: bool
+) -> Finding:
+    return Finding(
+        model=model,
+        check=check,
+        subject=subject,
+        statistic="ks" if check == "drift" else check,
+        value=value,
+        threshold=0.1 if check == "drift" else 0.05,
+        breached=breached,
+        severity="warning" if check == "drift" else "critical",
+        window_start=end - 600,
+        window_end=end,
+        p_value=1e-9 if breached else 0.4,
+        summary=f"{check} {subject} at {value:g}",
+    )
+
+
+def alert(model: str, check: str, subject: str, state: str, at: float, **times: float) -> Alert:
+    severity = "warning" if check == "drift" else "critical"
+    labels = {"model": model, "check": check, "subject": subject, "severity": severity}
+    return Alert(
+        fingerprint=fingerprint(labels),
+        labels=tuple(sorted(labels.items())),
+        state=state,  # type: ignore[arg-type]
+        active_since=at,
+        updated_at=at,
+        fired_at=times.get("fired_at"),
+        resolved_at=times.get("resolved_at"),
+        summary=f"{model} {check} {subject} is {state}",
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    """Two hours of fraud-scorer (v1 then v2 an hour ago; an error burst 90 to 80 minutes
+    ago; 'amount' drifting for the last 20 minutes, firing) and churn-model (silent for 15
+    minutes: stale), in a real store and alert state file, with team/environment labels."""
+    now = time.time()
+    start = now - 7200
+    store = SQLiteStore(tmp_path / "watchkeeper.db")
+    fraud = [
+        prediction(
+            "fraud-scorer",
+            i,
+            start + i * 10,
+            "v1" if i < 360 else "v2",
+            error=180 <= i < 240 and i % 2 == 0,
+        )
+        for i in range(720)
+    ]
+    churn = [prediction("churn-model", i, start + i * 10, "c1") for i in range(630)]
+    evaluations = [start + 3600 + 60 * k for k in range(61) if start + 3600 + 60 * k < now]
+    findings = [
+        *[
+            finding(
+                "fraud-scorer",
+                "drift",
+                "amount",
+                t,
+                0.4 if t > now - 1200 else 0.03,
+                t > now - 1200,
+            )
+            for t in evaluations
+        ],
+        *[finding("fraud-scorer", "drift", "age", t, 0.02, False) for t in evaluations],
+        *[
+            finding("fraud-scorer", "error_rate", "", t, 0.5, True)
+            for t in (start + 1800 + 60 * k for k in range(10))
+        ],
+    ]
+    store.write(predictions=fraud + churn, findings=findings)
+    store.close()
+    state = AlertStateStore(tmp_path / "alerts.db")
+    state.upsert(alert("fraud-scorer", "drift", "amount", "firing", now - 1200, fired_at=now - 900))
+    state.upsert(
+        alert(
+            "fraud-scorer", "error_rate", "", "resolved", start + 1800,
+            fired_at=start + 1900, resolved_at=start + 2400,
+        )
+    )  # fmt: skip
+    state.close()
+    config = {
+        "storage": {"path": str(tmp_path)},
+        "detector": {"defaults": {"window": 600, "every": 60}},
+        "models": {
+            "fraud-scorer": {
+                "window": 600,
+                "every": 60,
+                "labels": {"team": "payments", "environment": "prod"},
+            },
+            "churn-model": {
+                "window": 600,
+                "every": 60,
+                "labels": {"team": "growth", "environment": "staging"},
+            },
+        },
+    }
+    (tmp_path / "watchkeeper.yaml").write_text(yaml.safe_dump(config))
+    yield tmp_path
+
+
+def app(monkeypatch: pytest.MonkeyPatch, *args: str) -> AppTest:
+    monkeypatch.setattr(sys, "argv", [str(app_path()), *args])
+    return AppTest.from_file(str(app_path()), default_timeout=60)
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [x.value for x in (*at.info, *at.success, *at.warning, *at.error)]
+    return "\n".join(str(p) for p in parts)
+
+
+def charts(at: AppTest) -> list[dict[str, object]]:
+    """The Vega-Lite specifications of the page's charts."""
+    import json
+
+    return [json.loads(e.proto.spec) for e in at.get("vega_lite_chart")]
+
+
+def test_fleet_page_lists_models_worst_first_with_figures_and_trends(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+
+    assert not at.exception, at.exception
+    assert not at.error
+    assert [h.value for h in at.header] == ["Fleet"]
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles == {
+        "Models": "2",
+        "Critical": "0",
+        "Firing alerts": "1",
+        "Pending alerts": "0",
+        "Stale models": "1",
+    }
+    assert "warning-badge" not in texts(at)  # rendered markdown keeps the directive...
+    assert ":orange-badge[warning] **fraud-scorer**" in texts(at)  # ...as the page wrote it
+    fleet = at.dataframe[0].value.set_index("model")
+    assert list(fleet.index) == ["fraud-scorer", "churn-model"]
+    assert fleet.loc["churn-model", "status"] == "○ stale"
+    assert fleet.loc["fraud-scorer", "drift_score"] == pytest.approx(0.4)
+    assert fleet.loc["fraud-scorer", "drift_feature"] == "amount"
+    assert fleet.loc["fraud-scorer", "firing"] == 1
+    assert fleet.loc["fraud-scorer", "team"] == "payments"
+    assert len(fleet.loc["fraud-scorer", "throughput_trend"]) == 24
+    assert max(fleet.loc["fraud-scorer", "drift_trend"]) == pytest.approx(0.4)
+
+    at.multiselect(key="team_filter").select("growth").run()
+    assert list(at.dataframe[0].value["model"]) == ["churn-model"]
+    at.multiselect(key="status_filter").select("critical").run()
+    assert "No model matches these filters" in at.info[0].value
+
+
+def test_model_page_draws_health_versions_and_drift_heatmap(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+    at.switch_page("page_model.py").run()
+
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header] == ["Model"]
+    assert at.selectbox(key="model").value == "fraud-scorer"  # the worst model first
+    assert [s.value for s in at.subheader] == ["Health", "Drift", "Breached findings"]
+    specs = charts(at)
+    assert len(specs) == 5  # four health series and the heat map
+    assert "v1 from" in texts(at) and "v2 from" in texts(at)
+    heatmap = specs[-1]
+    assert heatmap["mark"]["type"] == "rect"  # type: ignore[index]
+    assert heatmap["encoding"]["y"]["field"] == "feature"  # type: ignore[index]
+    findings = at.dataframe[0].value
+    assert set(findings["check"]) == {"drift", "error_rate"}
+
+    at.selectbox(key="model").select("churn-model").run()
+    assert not at.exception
+    assert at.query_params["model"] in ("churn-model", ["churn-model"])
+    assert "No breached findings in this range." in texts(at)
+    assert "No drift verdicts in this range" in texts(at)
+
+
+def test_model_page_follows_the_model_query_parameter(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+    at.query_params["model"] = "churn-model"
+    at.switch_page("page_model.py").run()
+    assert at.selectbox(key="model").value == "churn-model"
+
+
+def test_incidents_page_groups_breaches_per_model(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+    at.switch_page("page_incidents.py").run()
+
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric} == {
+        "Incidents": "2",
+        "Models affected": "1",
+        "Breached findings": str(10 + 19),
+    }
+    assert [s.value for s in at.subheader] == ["fraud-scorer", "All incidents"]
+    table = at.dataframe[0].value
+    assert table[["incident", "checks"]].values.tolist() == [
+        ["#2", "drift (amount)"],
+        ["#1", "error_rate"],
+    ]
+    assert len(charts(at)) == 1
+    assert len(at.expander) == 2
+
+    at.sidebar.radio(key="range").set_value("last 1h").run()
+    assert [r for r in at.dataframe[0].value["incident"]] == ["#1"]
+
+
+def test_alerts_page_shows_firing_and_resolved(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+    at.switch_page("page_alerts.py").run()
+
+    assert not at.exception, at.exception
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Firing"] == "1" and tiles["Pending"] == "0"
+    assert tiles["Resolved in the last 6h"] == "1"
+    assert "**fraud-scorer** · drift (amount)" in texts(at)
+    active, resolved = at.dataframe[0].value, at.dataframe[1].value
+    assert active[["check", "subject", "state"]].values.tolist() == [["drift", "amount", "firing"]]
+    assert resolved[["check", "state"]].values.tolist() == [["error_rate", "resolved"]]
+    assert len(charts(at)) == 1
+    assert "not available yet" in texts(at)
+
+
+def test_sidebar_choices_stay_when_switching_pages(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+    at.sidebar.radio(key="range").set_value("last 24h").run()
+    at.sidebar.selectbox(key="refresh").select("off").run()
+    at.switch_page("page_alerts.py").run()
+    assert at.sidebar.radio(key="range").value == "last 24h"
+    assert "last 24h; " in texts(at) and "auto-refresh off" in texts(at)
+
+
+@pytest.mark.parametrize("page", ["page_fleet.py", "page_model.py", "page_incidents.py"])
+def test_pages_on_an_empty_data_dir_explain_how_to_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: str
+) -> None:
+    at = app(monkeypatch, "--data-dir", str(tmp_path / "nothing-yet")).run()
+    at.switch_page(page).run()
+
+    assert not at.exception
+    assert "No model has reported yet" in at.info[0].value
+    assert "from watchkeeper import Monitor" in at.code[0].value
+    assert not (tmp_path / "nothing-yet").exists()  # the dashboard only reads
+
+
+def test_empty_alert_and_incident_pages_say_what_to_expect(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = SQLiteStore(tmp_path / "watchkeeper.db")
+    store.write(predictions=[prediction("m", 1, time.time() - 5, "v1")])
+    store.close()
+    at = app(monkeypatch, "--data-dir", str(tmp_path)).run()
+    at.switch_page("page_alerts.py").run()
+    assert "No alert has been raised yet" in at.info[0].value
+    at.switch_page("page_incidents.py").run()
+    assert "No check breached" in at.success[0].value
+
+
+def test_pages_report_a_store_they_cannot_open(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "watchkeeper.db").write_bytes(b"this is not a database" * 100)
+    at = app(monkeypatch, "--data-dir", str(tmp_path)).run()
+    assert not at.exception
+    assert "Cannot read the store" in at.error[0].value
+    at.switch_page("page_incidents.py").run()
+    assert not at.exception
+    assert "Cannot read the store" in at.error[0].value
+
+
+def test_bad_arguments_and_config_are_shown_not_raised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = app(monkeypatch, "--no-such-option").run()
+    assert not at.exception
+    assert "unrecognized arguments" in at.error[0].value
+
+    bad = tmp_path / "watchkeeper.yaml"
+    bad.write_text("models:\n  m:\n    window: soon\n")
+    at = app(monkeypatch, "--config", str(bad), "--data-dir", str(tmp_path)).run()
+    assert not at.exception
+    assert "models.m.window" in at.error[0].value
+
+
+def test_a_password_guards_every_page(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path
+) -> None:
+    auth = write_auth_file(tmp_path / "auth", "s3cret")
+    at = app(
+        monkeypatch, "--config", str(data_dir / "watchkeeper.yaml"), "--auth-file", str(auth)
+    ).run()
+    assert not at.exception
+    assert [h.value for h in at.header] == []  # no page before logging in
+    assert not at.dataframe
+
+    at.text_input(key="password").input("wrong")
+    at.button[0].click().run()
+    assert "Wrong password." in at.error[0].value
+    assert not at.dataframe
+
+    at.text_input(key="password").input("s3cret")
+    at.button[0].click().run()
+    assert not at.exception
+    assert [h.value for h in at.header] == ["Fleet"]
+    at.switch_page("page_alerts.py").run()
+    assert [h.value for h in at.header] == ["Alerts"]
