@@ -220,10 +220,9 @@ def test_child_process_after_fork_sends_through_its_own_sender(
     )
 
 
-def test_bad_data_never_raises_and_is_counted(
-    registry: CollectorRegistry, dead_endpoint: str, caplog: pytest.LogCaptureFixture
+def test_bad_data_never_raises_and_is_dropped_alone_and_counted(
+    monitor: Monitor, ingest: Ingest, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
-    m = Monitor("churn", "v1", endpoint=dead_endpoint, registry=registry)
     bad: list[tuple[Any, Any]] = [
         ("not a mapping", 1),
         ({"x": object()}, 1),
@@ -231,14 +230,28 @@ def test_bad_data_never_raises_and_is_counted(
         ({"x": 1}, [1, 2]),
     ]
     for features, output in bad:
-        assert isinstance(m.log_prediction(features, output), str)
-    m.log_prediction({"x": 1}, 1, timestamp="yesterday")  # type: ignore[arg-type]
-    m.log_label("p1", {"not": "a scalar"})
-    m.log_label("", 1)
-    assert m.stats.dropped == {"invalid": 7}
+        assert isinstance(monitor.log_prediction(features, output), str)
+    monitor.log_prediction({"x": 1}, 1, timestamp="yesterday")  # type: ignore[arg-type]
+    monitor.log_label("p1", {"not": "a scalar"})
+    monitor.log_label("", 1)
+    good = monitor.log_prediction({"x": 2}, 0.5)  # in the same batch as the bad ones
+    # values are checked in the sender thread: flush reports the drops
+    assert monitor.flush(timeout=10) is False
+    assert monitor.stats.dropped == {"invalid": 7}
+    assert monitor.stats.sent == 1
+    assert stored_ids(ingest.store) == [good]
     assert value(registry, "watchkeeper_client_dropped_total", reason="invalid") == 7
     assert "not recorded" in caplog.text
-    m.close(timeout=0.2)
+    assert monitor.flush(timeout=10) is True  # nothing new went wrong since
+
+
+def test_features_are_copied_when_logged(monitor: Monitor, ingest: Ingest) -> None:
+    features = {"x": 1}
+    pid = monitor.log_prediction(features, 0.5)
+    features["x"] = 2  # a service reusing its dict must not change what was logged
+    assert monitor.flush(timeout=10) is True
+    (stored,) = ingest.store.predictions("churn", 0, math.inf)
+    assert (stored.prediction_id, stored.features) == (pid, {"x": 1})
 
 
 @pytest.mark.parametrize(
@@ -326,3 +339,52 @@ def test_metrics_only_monitor_and_shared_registry(registry: CollectorRegistry) -
         )
         == 1
     )
+
+
+MULTIPROCESS_SCRIPT = """
+import os
+from prometheus_client import CollectorRegistry, multiprocess
+from watchkeeper import Monitor
+
+monitor = Monitor("churn", "v1", registry=CollectorRegistry())
+workers = []
+for _ in range(3):  # like gunicorn's pre-fork workers
+    pid = os.fork()
+    if pid == 0:
+        for i in range(5):
+            monitor.log_prediction({"x": i}, 0.5, latency_s=0.01, error=i == 0)
+        os._exit(0)
+    workers.append(pid)
+for pid in workers:
+    os.waitpid(pid, 0)
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry)
+labels = {"model": "churn", "version": "v1"}
+for name in ("watchkeeper_predictions_total", "watchkeeper_prediction_errors_total",
+             "watchkeeper_prediction_latency_seconds_count"):
+    print(registry.get_sample_value(name, labels))
+"""
+
+
+def test_prometheus_multiprocess_mode_adds_up_every_worker(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split() == ["15.0", "3.0", "15.0"]
+
+
+def test_numpy_outputs_count_in_the_value_histogram(registry: CollectorRegistry) -> None:
+    import numpy as np
+
+    m = Monitor("churn", "v1", registry=registry)
+    m.log_prediction({"x": np.float32(1.5)}, np.float64(0.25))
+    m.log_prediction({"x": 1}, np.int64(3))
+    assert value(registry, "watchkeeper_prediction_value_count") == 2
+    assert value(registry, "watchkeeper_prediction_value_sum") == pytest.approx(3.25)

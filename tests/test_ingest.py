@@ -334,3 +334,15 @@ def test_wire_round_trip_to_records() -> None:
         json.loads(parsed.model_dump_json())["predictions"][0]["features"]
         == batch(2)["predictions"][0]["features"]
     )
+
+
+def test_a_record_the_store_refuses_is_422_not_a_retryable_503(seeded: Ingest) -> None:
+    import time
+
+    body = {"predictions": [prediction(10), prediction(11, timestamp=time.time() + 3 * 86400)]}
+    response = post_json(seeded, body)
+    assert response.status_code == 422, response.text
+    assert "Retry-After" not in response.headers
+    detail = response.json()["details"][0]
+    assert detail["loc"] == "predictions.1.timestamp"
+    assert_intact(seeded)

@@ -212,11 +212,16 @@ class ErrorRateCheck(_Section):
 
 
 class DriftCheck(_Section):
-    """KS test of each numeric feature against the reference window.
+    """Has a feature's, the prediction's or the label's distribution moved from the reference?
 
-    `p_value` is the family-wise error rate across the model's features in one window (Holm);
-    `min_effect` is the smallest KS statistic worth paging for, so that a huge sample with a
-    negligible shift stays quiet.
+    Numeric columns use `numeric_test` (default KS), categorical ones `categorical_test`
+    (default chi-square). `p_value` is the error rate controlled across every test of the
+    model in one window (Holm or BH, see `ChecksConfig.correction`); `min_effect` is the
+    smallest effect worth paging for (KS statistic for numeric columns, total variation
+    distance for categorical ones), so that a huge sample with a negligible shift stays quiet.
+    PSI, Jensen-Shannon and Wasserstein (normed by the reference spread) have no p-value and
+    use their own thresholds. `reference` is how much of a model's first data is its reference
+    when no reference file is given.
     """
 
     enabled: bool = True
@@ -224,14 +229,139 @@ class DriftCheck(_Section):
     min_effect: float = Field(0.1, gt=0.0, le=1.0)
     min_samples: int = Field(50, ge=5)
     reference: Duration = 3600.0
+    numeric_test: Literal["ks", "psi", "js", "wasserstein"] = "ks"
+    categorical_test: Literal["chi2", "psi", "js"] = "chi2"
+    psi_threshold: float = Field(0.25, gt=0.0)
+    js_threshold: float = Field(0.1, gt=0.0, le=1.0)
+    wasserstein_threshold: float = Field(0.25, gt=0.0)
+    for_: Duration = Field(900.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class LatencyCheck(_Section):
+    """Fires when the latency `quantile` is above `slo_ms`, or, without an SLO, when it rose
+    clearly above the model's own baseline (the trailing `baseline` of windows before).
+
+    The test counts window latencies above the baseline quantile (binomial, one-sided) and
+    also requires the quantile to be at least `min_ratio` times the baseline.
+    """
+
+    enabled: bool = True
+    quantile: float = Field(0.95, gt=0.0, lt=1.0)
+    slo_ms: float | None = Field(None, gt=0.0)
+    min_ratio: float = Field(1.5, gt=1.0)
+    baseline: Duration = 86400.0
+    min_count: int = Field(50, ge=5)
+    for_: Duration = Field(900.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class ThroughputCheck(_Section):
+    """Fires when traffic drops below `drop_ratio` or spikes above `spike_ratio` times its
+    baseline: the median of the same hour of day over the trailing `baseline` (daily
+    seasonality), or of the trailing day while less history is known (Poisson test too)."""
+
+    enabled: bool = True
+    drop_ratio: float = Field(0.5, gt=0.0, lt=1.0)
+    spike_ratio: float = Field(2.0, gt=1.0)
+    baseline: Duration = 7 * 86400.0
+    min_history: int = Field(12, ge=1)
+    for_: Duration = Field(900.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class FallbackRateCheck(_Section):
+    """Fires when the share of predictions served by a fallback is above `threshold` with
+    `confidence` (Wilson lower bound), like the error rate."""
+
+    enabled: bool = True
+    threshold: Probability = 0.05
+    confidence: Probability = 0.95
+    min_count: int = Field(20, ge=1)
+    for_: Duration = Field(900.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class EfficacyCheck(_Section):
+    """Has the model got worse against its labels? Judged on the window ending `delay` before
+    the evaluation time (None: inferred from how late labels arrive), only when at least
+    `min_coverage` of it is labelled and `min_labels` labels are known; breached when a metric
+    is significantly below the reference (one-sided, in the model's correction family) by at
+    least `min_drop` (absolute, or relative for MAE and RMSE)."""
+
+    enabled: bool = True
+    delay: Duration | None = None
+    min_coverage: Probability = 0.5
+    min_labels: int = Field(50, ge=5)
+    min_drop: float = Field(0.1, gt=0.0)
+    confidence: Probability = 0.95
+    for_: Duration = Field(0.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "critical"
+
+
+class MissingCheck(_Section):
+    """Fires when a feature's missing-value rate rose by at least `min_increase` over the
+    reference's rate, significantly (binomial, in the correction family)."""
+
+    enabled: bool = True
+    min_increase: float = Field(0.1, gt=0.0, le=1.0)
+    min_samples: int = Field(30, ge=1)
+    for_: Duration = Field(900.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class OutOfRangeCheck(_Section):
+    """Fires when at least `min_fraction` of a numeric feature's values fall outside the
+    reference range widened by `margin` times its width on each side, significantly more
+    often than a new draw from the reference would."""
+
+    enabled: bool = True
+    margin: float = Field(0.1, ge=0.0)
+    min_fraction: Probability = 0.02
+    min_samples: int = Field(30, ge=1)
+    for_: Duration = Field(900.0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class SchemaCheck(_Section):
+    """Fires on wrong types (a numeric feature receiving text), unseen categories, features
+    that stopped arriving or new ones, when at least `min_fraction` of a window is affected."""
+
+    enabled: bool = True
+    min_fraction: Probability = 0.05
+    min_samples: int = Field(30, ge=1)
     for_: Duration = Field(900.0, alias="for")
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
 class ChecksConfig(_Section):
+    """Every check of a model, each with its own defaults; `correction` is how the p-values of
+    all tests of a model in one window are corrected together (Holm: family-wise error rate;
+    bh: Benjamini-Hochberg false discovery rate)."""
+
     up: UpCheck = UpCheck()
     error_rate: ErrorRateCheck = ErrorRateCheck()
     drift: DriftCheck = DriftCheck()
+    latency: LatencyCheck = LatencyCheck()
+    throughput: ThroughputCheck = ThroughputCheck()
+    fallback_rate: FallbackRateCheck = FallbackRateCheck()
+    efficacy: EfficacyCheck = EfficacyCheck()
+    missing: MissingCheck = MissingCheck()
+    out_of_range: OutOfRangeCheck = OutOfRangeCheck()
+    schema_: SchemaCheck = Field(SchemaCheck(), alias="schema")
+    correction: Literal["holm", "bh"] = "holm"
+
+    def settings(self, check: str) -> BaseModel | None:
+        """The settings of the check called `check` (as findings name it), None if unknown.
+
+        Use this rather than `getattr`: the `schema` check is kept in the attribute `schema_`
+        because pydantic reserves the name.
+        """
+        name = "schema_" if check == "schema" else check
+        if name == "correction" or name not in type(self).model_fields:
+            return None
+        found = getattr(self, name)
+        return found if isinstance(found, BaseModel) else None
 
 
 class ModelConfig(_Section):

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from watchkeeper.alerting.manager import AlertManager
 from watchkeeper.collectors.ingest import IngestServer, create_app
+from watchkeeper.collectors.scraper import Scraper
 from watchkeeper.config import Config
 from watchkeeper.detector.engine import Detector
 from watchkeeper.tsdb import Finding, SQLiteStore, Store, open_store
@@ -48,6 +49,7 @@ class Stack:
         self._stop = threading.Event()
         self._detection: threading.Thread | None = None
         self._housekeeping: threading.Thread | None = None
+        self._scraping: threading.Thread | None = None
         self._detection_ready = threading.Event()
         self._transitions = 0
 
@@ -77,8 +79,20 @@ class Stack:
             self._housekeeping.start()
         self._detection_ready.wait(timeout=30)
 
+    def start_scraping(self) -> None:
+        """Scrape the configured Prometheus targets into the store, each on its own thread."""
+        if not self.config.scrape:
+            return
+        scraper = Scraper(self.config.scrape, self.store)
+        self._scraping = threading.Thread(
+            target=scraper.run_forever, args=(self._stop,), name="watchkeeper-scraper", daemon=True
+        )
+        self._scraping.start()
+        log.info("scraping %d target(s)", len(self.config.scrape))
+
     def start(self) -> None:
         self.start_ingest()
+        self.start_scraping()
         self.start_detection()
 
     def catch_up(self) -> tuple[int, int]:
@@ -126,10 +140,10 @@ class Stack:
     def stop(self) -> None:
         """Stop detection, then ingest; safe to call more than once."""
         self._stop.set()
-        for thread in (self._detection, self._housekeeping):
+        for thread in (self._detection, self._housekeeping, self._scraping):
             if thread is not None:
                 thread.join(timeout=30)
-        self._detection = self._housekeeping = None
+        self._detection = self._housekeeping = self._scraping = None
         self._ingest.stop()
         self.store.close()
 

@@ -1,0 +1,70 @@
+"""Queued records and their encoding into the ingest wire format.
+
+The caller's hot path only puts a small tuple on the queue (`prediction_record`, ...); the
+sender thread turns a batch of them into wire dicts with `encode`, running the value checks of
+`sanitize` there, so that checking 20 features never costs the service's request thread.
+A record that cannot be encoded raises `sanitize.Invalid` and is dropped (counted) alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import sanitize
+
+__all__ = ["FALLBACK_SERIES", "KINDS", "Record", "encode"]
+
+FALLBACK_SERIES = "fallbacks"
+"""Name of the sample series a fallback is sent as (value 1.0, label `reason`)."""
+
+KINDS = ("predictions", "labels", "samples")
+
+Record = tuple[Any, ...]
+"""`(kind, ...)`: what `encode` takes, one of
+
+- `("predictions", prediction_id, timestamp, features, output, latency_s, error)`
+- `("labels", prediction_id, label, timestamp)`
+- `("samples", name, timestamp, value, labels)`
+"""
+
+
+def _pid(value: object) -> str:
+    pid = sanitize.text(value if isinstance(value, str) else str(value))
+    if not pid:
+        raise sanitize.Invalid("prediction_id must not be empty")
+    return pid
+
+
+def encode(record: Record, model: str, version: str, sample_rate: float) -> dict[str, Any]:
+    """The wire dict of one queued record of model `model`, version `version`."""
+    kind = record[0]
+    if kind == "predictions":
+        _, pid, ts, features, output, latency_s, error = record
+        return {
+            "model": model,
+            "prediction_id": _pid(pid),
+            "timestamp": sanitize.timestamp(ts),
+            "features": sanitize.features(features),
+            "output": sanitize.scalar(output, "prediction"),
+            "version": version,
+            "latency_s": latency_s,
+            "error": bool(error),
+            "sample_rate": sample_rate,
+        }
+    if kind == "labels":
+        _, pid, label, ts = record
+        return {
+            "model": model,
+            "prediction_id": _pid(pid),
+            "label": sanitize.scalar(label, "label"),
+            "timestamp": sanitize.timestamp(ts),
+        }
+    _, name, ts, value, labels = record
+    return {
+        "model": model,
+        "name": name,
+        "timestamp": sanitize.timestamp(ts),
+        "value": float(value),
+        "version": version,
+        "labels": labels,
+    }
