@@ -72,6 +72,7 @@ def launch(
         "--server.port", str(port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
         "--",
         "--data-dir", str(data_dir),
     ]  # fmt: skip
