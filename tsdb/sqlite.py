@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .aggregate import Partial, check_window, parse_stat, quantile
 from .migrations import migrate
 from .records import Finding, Label, ModelInfo, Prediction, Sample
@@ -179,7 +181,7 @@ class SQLiteStore:
                 prediction_id=pid,
                 timestamp=ts,
                 version=version,
-                features=json.loads(features),
+                features=orjson.loads(features),
                 output=load(output),
                 latency_s=latency,
                 error=bool(error),
@@ -217,7 +219,7 @@ class SQLiteStore:
         base["latency_s"] = base["latency_s"].astype("float64")
         base["label_timestamp"] = base["label_timestamp"].astype("float64")
         base["error"] = base["error"].astype("bool")
-        features = pd.DataFrame.from_records([json.loads(r[9]) for r in rows], index=base.index)
+        features = pd.DataFrame.from_records([orjson.loads(r[9]) for r in rows], index=base.index)
         features.columns = [
             f"features.{c}" if c in FRAME_COLUMNS else str(c) for c in features.columns
         ]

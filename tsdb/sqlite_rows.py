@@ -14,11 +14,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .records import FeatureValue, Finding, Label, Prediction, Sample
 from .validation import RecordChecker
 
 _ENCODER = json.JSONEncoder(allow_nan=False)
 _INF = math.inf
+
+
+def encode_features(features: dict[str, FeatureValue]) -> str:
+    """Features as JSON text, refusing NaN and infinities (which orjson would write as null).
+
+    orjson writes the same JSON as the standard library, without spaces, about ten times
+    faster; at 20 features that is most of the store's per-prediction cost.
+    """
+    for value in features.values():
+        if type(value) is float and not -_INF < value < _INF:
+            raise ValueError(f"{value} is not JSON")
+    return orjson.dumps(features).decode()
 
 
 def dump(value: FeatureValue) -> str:
@@ -143,7 +157,7 @@ def _predictions(check: RecordChecker, predictions: Sequence[Prediction], rows: 
     )
     known: set[tuple[str, str]] = set()
     append = rows.predictions.append
-    encode = _ENCODER.encode
+    encode = encode_features
     oldest = _INF
     for i, p in enumerate(predictions):
         ts = p.timestamp
