@@ -9,6 +9,7 @@ reaches a log line, a repr or the notification log.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,7 +78,26 @@ class AppriseNotifier:
             return SendResult(ok=True, retryable=False, detail="sent")
         lines = [line for line in captured.getvalue().splitlines() if line.strip()]
         detail = lines[-1] if lines else "apprise reported a failed delivery"
-        return SendResult(ok=False, retryable=True, detail=detail)
+        return SendResult(ok=False, retryable=retryable(detail), detail=detail)
+
+
+_HTTP_STATUS = re.compile(r"error=(\d{3})\b")
+
+
+def retryable(detail: str) -> bool:
+    """Whether a failure apprise described may succeed later: an HTTP 4xx other than 408 and
+    429 is final (the request itself is wrong); 5xx, 429, timeouts and network errors are not.
+
+    >>> retryable("Failed to send JSON POST notification: Forbidden., error=403.")
+    False
+    >>> retryable("Failed to send JSON POST notification: Internal server error., error=500.")
+    True
+    """
+    match = _HTTP_STATUS.search(detail)
+    if match is None:
+        return True
+    code = int(match.group(1))
+    return not (400 <= code < 500) or code in (408, 429)
 
 
 def _clock(ts: float) -> str:

@@ -78,6 +78,8 @@ def config(receivers: list[str], console: bool = False) -> Config:
                 "receivers": receivers,
                 "console": console,
                 "dashboard_url": "http://127.0.0.1:8501",
+                # Notify at once; grouping's timers are tested in test_alerting_grouping.
+                "route": {"group_wait": "0s", "group_interval": "1m"},
             },
         }
     )
@@ -201,3 +203,19 @@ def test_render_without_dashboard_has_no_link() -> None:
     title, body = render(moved, "")
     assert title == "[FIRING] fraud-scorer error_rate (critical)"
     assert "dashboard" not in body
+
+
+def test_a_4xx_is_final_and_not_retried(
+    webhook_factory: Callable[..., Webhook], tmp_path: Path
+) -> None:
+    refusing = webhook_factory(status=403)
+    manager = AlertManager(config([refusing.url]), tmp_path / "alerts.db", retry_base_s=0.01)
+    try:
+        manager.process([finding(5, True)])
+        (record,) = manager.notifications()
+        (queued,) = manager.outbox.messages()
+    finally:
+        manager.close()
+    assert len(refusing.bodies) == 1
+    assert not record.ok and "403" in record.detail
+    assert queued.status == "failed"

@@ -13,6 +13,7 @@ from watchkeeper.config import Config, config_from_dict
 from watchkeeper.tsdb import Finding
 
 T0 = 1_800_000_000.0
+IMMEDIATE = {"group_wait": "0s", "group_interval": "1m"}
 
 
 @dataclass
@@ -52,7 +53,8 @@ def make_config(for_: str = "10m") -> Config:
                     "labels": {"team": "risk"},
                 }
             },
-            "alerting": {"console": False},
+            # Notify at once; grouping's timers are tested in test_alerting_grouping.
+            "alerting": {"console": False, "route": IMMEDIATE},
         }
     )
 

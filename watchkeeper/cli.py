@@ -14,7 +14,9 @@ from pathlib import Path
 from types import FrameType
 
 from watchkeeper import __version__
+from watchkeeper.alerting import cli as alerting_cli
 from watchkeeper.config import Config, ConfigError, load_config, parse_duration
+from watchkeeper.detector import commands as detector_cli
 
 EPILOG = """examples:
   watchkeeper demo                         the whole stack with synthetic services and incidents
@@ -123,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 1 naming the file, key path and problem otherwise.",
     )
     check.add_argument("config", type=Path, help="path to watchkeeper.yaml")
+    alerting_cli.add_commands(commands)
+    detector_cli.add_parsers(commands)
     return parser
 
 
@@ -272,6 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _serve,
         "dashboard": _dashboard,
         "check-config": _check_config,
+        "silence": alerting_cli.run,
+        "alerts": alerting_cli.run,
+        "replay": detector_cli.run_replay,
+        "test-rules": detector_cli.run_test_rules,
+        "explain": detector_cli.run_explain,
     }
     try:
         return handlers[args.command](args)

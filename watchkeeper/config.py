@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -247,6 +248,7 @@ class LatencyCheck(_Section):
     """
 
     enabled: bool = True
+    p_value: Probability = 0.01
     quantile: float = Field(0.95, gt=0.0, lt=1.0)
     slo_ms: float | None = Field(None, gt=0.0)
     min_ratio: float = Field(1.5, gt=1.0)
@@ -258,14 +260,14 @@ class LatencyCheck(_Section):
 
 class ThroughputCheck(_Section):
     """Fires when traffic drops below `drop_ratio` or spikes above `spike_ratio` times its
-    baseline: the median of the same hour of day over the trailing `baseline` (daily
-    seasonality), or of the trailing day while less history is known (Poisson test too)."""
+    baseline, the median of the same time of day over the trailing `baseline` (daily
+    seasonality), and a Poisson test agrees. Not judged before a day of history is known."""
 
     enabled: bool = True
+    p_value: Probability = 0.01
     drop_ratio: float = Field(0.5, gt=0.0, lt=1.0)
     spike_ratio: float = Field(2.0, gt=1.0)
     baseline: Duration = 7 * 86400.0
-    min_history: int = Field(12, ge=1)
     for_: Duration = Field(900.0, alias="for")
     severity: Literal["info", "warning", "critical"] = "warning"
 
@@ -290,12 +292,13 @@ class EfficacyCheck(_Section):
     least `min_drop` (absolute, or relative for MAE and RMSE)."""
 
     enabled: bool = True
+    p_value: Probability = 0.01
     delay: Duration | None = None
     min_coverage: Probability = 0.5
     min_labels: int = Field(50, ge=5)
     min_drop: float = Field(0.1, gt=0.0)
     confidence: Probability = 0.95
-    for_: Duration = Field(0.0, alias="for")
+    for_: Duration = Field(3600.0, alias="for")
     severity: Literal["info", "warning", "critical"] = "critical"
 
 
@@ -304,6 +307,7 @@ class MissingCheck(_Section):
     reference's rate, significantly (binomial, in the correction family)."""
 
     enabled: bool = True
+    p_value: Probability = 0.01
     min_increase: float = Field(0.1, gt=0.0, le=1.0)
     min_samples: int = Field(30, ge=1)
     for_: Duration = Field(900.0, alias="for")
@@ -316,6 +320,7 @@ class OutOfRangeCheck(_Section):
     often than a new draw from the reference would."""
 
     enabled: bool = True
+    p_value: Probability = 0.01
     margin: float = Field(0.1, ge=0.0)
     min_fraction: Probability = 0.02
     min_samples: int = Field(30, ge=1)
@@ -328,6 +333,7 @@ class SchemaCheck(_Section):
     that stopped arriving or new ones, when at least `min_fraction` of a window is affected."""
 
     enabled: bool = True
+    p_value: Probability = 0.01
     min_fraction: Probability = 0.05
     min_samples: int = Field(30, ge=1)
     for_: Duration = Field(900.0, alias="for")
@@ -378,10 +384,131 @@ class DetectorConfig(_Section):
     defaults: ModelConfig = ModelConfig()
 
 
+_MATCHER_TEXT = re.compile(
+    r'^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|\S*)\s*$'
+)
+
+
+def _check_matchers(values: list[str]) -> list[str]:
+    for value in values:
+        if not _MATCHER_TEXT.match(value):
+            raise ValueError(
+                f'not a label matcher: {value!r}; expected e.g. team="risk", severity!="info", '
+                'model=~"fraud-.*"'
+            )
+    return values
+
+
+Matchers = Annotated[list[str], AfterValidator(_check_matchers)]
+
+
+class ReceiverConfig(_Section):
+    """A named receiver: apprise URLs (`${ENV}` expanded), resolution notices, templates.
+
+    `title` and `body` override the default message; they are `string.Template` text with
+    `$status`, `$STATUS`, `$count`, `$firing_count`, `$resolved_count`, `$title`, `$body`,
+    `$summary`, `$labels`, `$dedup_key` and `$dashboard_url`.
+    """
+
+    name: str = Field(min_length=1)
+    urls: list[str] = []
+    send_resolved: bool = True
+    title: str | None = None
+    body: str | None = None
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _urls_from_env(cls, value: object) -> object:
+        if not isinstance(value, list):
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ValueError(f"environment variable {name} is not set")
+            return os.environ[name]
+
+        return [_ENV.sub(substitute, v) if isinstance(v, str) else v for v in value]
+
+
+class RouteConfig(_Section):
+    """A node of the routing tree; unset fields are inherited from the parent route.
+
+    `matchers` are Alertmanager-style (`team="risk"`, `severity=~"critical|warning"`);
+    `group_by: ["..."]` makes every alert its own group.
+    """
+
+    receiver: str | None = None
+    matchers: Matchers = []
+    group_by: list[str] | None = None
+    group_wait: Duration | None = None
+    group_interval: Annotated[Duration, Field(gt=0.0)] | None = None
+    repeat_interval: Annotated[Duration, Field(gt=0.0)] | None = None
+    continue_: bool = Field(False, alias="continue")
+    routes: list[RouteConfig] = []
+
+
+class InhibitRuleConfig(_Section):
+    """While a firing alert matches `source_matchers`, mute alerts matching `target_matchers`
+    that have the same values of the `equal` labels."""
+
+    source_matchers: Matchers = Field(min_length=1)
+    target_matchers: Matchers = Field(min_length=1)
+    equal: list[str] = []
+
+
 class AlertingConfig(_Section):
+    """Routing, grouping, inhibition and delivery of alerts.
+
+    `receivers` is the simple form: the apprise URLs of the receiver named `default`, which
+    the root route uses unless `route.receiver` says otherwise. `named_receivers` adds more.
+    `default_inhibit` mutes a model's other alerts while its `up` alert fires. A notification
+    is retried (backoff from `retry_backoff`, doubling up to `retry_backoff_max`) until
+    `delivery_deadline`; each attempt is cut at `send_timeout`. `alertmanager_urls` hand
+    alerts over to existing Alertmanagers too (re-posted every `alertmanager_resend`).
+    """
+
     receivers: list[str] = []
+    named_receivers: list[ReceiverConfig] = []
+    route: RouteConfig = RouteConfig()
+    inhibit_rules: list[InhibitRuleConfig] = []
+    default_inhibit: bool = True
     console: bool = True
     dashboard_url: str = ""
+    send_timeout: Annotated[Duration, Field(gt=0.0)] = 10.0
+    delivery_deadline: Annotated[Duration, Field(gt=0.0)] = 6 * 3600.0
+    retry_backoff: Annotated[Duration, Field(gt=0.0)] = 1.0
+    retry_backoff_max: Annotated[Duration, Field(gt=0.0)] = 300.0
+    alertmanager_urls: list[str] = []
+    alertmanager_resend: Annotated[Duration, Field(gt=0.0)] = 60.0
+
+    @field_validator("alertmanager_urls")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"expected an http:// or https:// Alertmanager URL, got {url!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _receivers_known(self) -> AlertingConfig:
+        names = [r.name for r in self.named_receivers]
+        if "default" in names and self.receivers:
+            raise ValueError(
+                "receivers (the simple form) already defines the receiver named default"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"receiver names must be unique, got {names}")
+        known = {"default", *names}
+        pending = [self.route]
+        while pending:
+            route = pending.pop()
+            if route.receiver is not None and route.receiver not in known:
+                raise ValueError(
+                    f"route receiver {route.receiver!r} is not defined; known: {sorted(known)}"
+                )
+            pending.extend(route.routes)
+        return self
 
 
 class DashboardConfig(_Section):

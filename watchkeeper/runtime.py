@@ -13,6 +13,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
+from prometheus_client import CollectorRegistry
+
 from watchkeeper.alerting.manager import AlertManager
 from watchkeeper.collectors.ingest import IngestServer, create_app
 from watchkeeper.collectors.scraper import Scraper
@@ -42,9 +44,13 @@ class Stack:
         self.config = config
         self.console = console
         self.clock = clock
-        self.store: Store = open_store(config.storage)
+        # One registry for the whole process, served by the ingest API's GET /metrics.
+        self.registry = CollectorRegistry()
+        self.store: Store = open_store(config.storage, registry=self.registry)
         self._ingest = IngestServer(
-            create_app(self.store, config.ingest), config.ingest.host, config.ingest.port
+            create_app(self.store, config.ingest, registry=self.registry),
+            config.ingest.host,
+            config.ingest.port,
         )
         self._stop = threading.Event()
         self._detection: threading.Thread | None = None
@@ -102,7 +108,10 @@ class Stack:
         report when history has been judged before live detection starts.
         """
         alerts = AlertManager(
-            self.config, self.config.storage.alert_state_file, console=self.console
+            self.config,
+            self.config.storage.alert_state_file,
+            console=self.console,
+            clock=self.clock,
         )
         try:
             findings = Detector(self.store, self.config).run_once(self.clock())
@@ -113,10 +122,17 @@ class Stack:
         return len(findings), len(transitions)
 
     def _detect_and_alert(self) -> None:
-        # Alerting's state connection belongs to the thread that uses it.
+        # Alerting's state connection belongs to the thread that uses it. Once started,
+        # alerting flushes groups on its own ticker and delivers through one worker per
+        # receiver URL, so a slow receiver never holds up detection.
         alerts = AlertManager(
-            self.config, self.config.storage.alert_state_file, console=self.console
+            self.config,
+            self.config.storage.alert_state_file,
+            console=self.console,
+            clock=self.clock,
+            registry=self.registry,
         )
+        alerts.start()
         detector = Detector(self.store, self.config)
 
         def on_findings(findings: list[Finding]) -> None:

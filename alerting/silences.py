@@ -1,0 +1,101 @@
+"""Silences kept in alerting's state file: added, listed, expired, never deleted (audit).
+
+Expiring a silence sets its end to the moment of expiry; the row stays, so who muted what,
+when and why can always be looked up afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from .muting import Silence, SilenceMuter
+from .outbox import connect
+from .routing import parse_matcher
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY, matchers TEXT NOT NULL, starts_at REAL NOT NULL, ends_at REAL NOT NULL,
+    created_by TEXT NOT NULL, comment TEXT NOT NULL, created_at REAL NOT NULL,
+    expired_at REAL);
+"""
+
+
+class SilenceStore:
+    """Silences over one SQLite file; thread-safe, readable by other processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn = connect(self.path)
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"SilenceStore(path={str(self.path)!r})"
+
+    def add(self, silence: Silence) -> Silence:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO silences VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    silence.id,
+                    json.dumps([str(m) for m in silence.matchers]),
+                    silence.starts_at,
+                    silence.ends_at,
+                    silence.created_by,
+                    silence.comment,
+                    silence.created_at,
+                ),
+            )
+        return silence
+
+    def get(self, silence_id: str) -> Silence | None:
+        matches = [s for s in self.silences() if s.id == silence_id]
+        return matches[0] if matches else None
+
+    def silences(self) -> list[Silence]:
+        """Every silence ever made, the newest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at "
+                "FROM silences ORDER BY created_at DESC, id"
+            ).fetchall()
+        return [
+            Silence(
+                id=r[0],
+                matchers=tuple(parse_matcher(m) for m in json.loads(r[1])),
+                starts_at=r[2],
+                ends_at=r[3],
+                created_by=r[4],
+                comment=r[5],
+                created_at=r[6],
+            )
+            for r in rows
+        ]
+
+    def expire(self, silence_id: str, now: float) -> Silence:
+        """End a silence at `now` (an expired one stays as it was); raise if unknown."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT ends_at FROM silences WHERE id = ?", (silence_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no silence with id {silence_id!r}")
+            if row[0] > now:
+                self._conn.execute(
+                    "UPDATE silences SET ends_at = MAX(starts_at, ?), expired_at = ? WHERE id = ?",
+                    (now, now, silence_id),
+                )
+        found = self.get(silence_id)
+        assert found is not None
+        return found
+
+    def muter(self, now: float) -> SilenceMuter:
+        """What the silences active at `now` mute."""
+        return SilenceMuter(self.silences(), now)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
