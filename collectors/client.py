@@ -52,13 +52,14 @@ from .metrics import metrics_for
 from .ratelog import LimitedLog
 from .sender import ClientStats, Sender
 from .tracking import ACTIVE, TrackedRecord, Tracking
-from .transport import parse_endpoint
+from .transport import parse_endpoint, tls_context
 
 __all__ = ["ClientStats", "Monitor"]
 
 log = logging.getLogger(__name__)
 
 ATEXIT_TIMEOUT_S = 2.0
+CLOCK_STEP_S = 1.0  # a wall clock going back further than this stepped back
 
 _MONITORS: weakref.WeakSet[Monitor] = weakref.WeakSet()
 
@@ -85,6 +86,9 @@ class Monitor:
     service logs can make a Monitor raise. `sample_rate` < 1 sends only that fraction of
     predictions (chosen by prediction id, so a label follows its prediction) while the
     Prometheus counters still count every one.
+
+    An `https://` endpoint is verified against the system's trusted CAs, or only against the
+    PEM certificates in `ca_file` (a private CA, or the server's self-signed certificate).
     """
 
     def __init__(
@@ -100,11 +104,18 @@ class Monitor:
         flush_interval_s: float = 1.0,
         max_buffer: int = 10_000,
         timeout_s: float = 5.0,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty string, got {model!r}")
         if version is not None and not isinstance(version, str):
             raise ValueError(f"version must be a string or None, got {version!r}")
+        for what, name in (("model", model), ("version", version or "")):
+            if len(name) > sanitize.MAX_NAME_CHARS or name != sanitize.text(name):
+                raise ValueError(
+                    f"{what} must be valid Unicode of at most {sanitize.MAX_NAME_CHARS} "
+                    f"characters, got {name[:60]!r}"
+                )
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError("token must be a non-empty string or None")
         if (
@@ -140,13 +151,21 @@ class Monitor:
         self._sending = endpoint is not None
         self._all_sampled = self.sample_rate >= 1.0
 
+        parsed = parse_endpoint(endpoint) if endpoint is not None else None
+        if ca_file is not None and parsed is None:
+            raise ValueError("ca_file needs an https:// endpoint")
+        context = (
+            tls_context(parsed, None if ca_file is None else os.fspath(ca_file))
+            if parsed is not None
+            else None
+        )
         metrics = metrics_for(registry if registry is not None else REGISTRY)
         self._series = metrics.series(model, self._version_label)
         self._m_fallbacks = metrics.fallbacks
         self._log = LimitedLog(log)
         self._last_fallback_ts: dict[str, float] = {}
         self._sender = Sender(
-            parse_endpoint(endpoint) if endpoint is not None else None,
+            parsed,
             token,
             model=model,
             version=self._version_label,
@@ -158,6 +177,7 @@ class Monitor:
             sent=metrics.sent.labels(model, self._version_label),
             dropped=metrics.dropped,
             limited_log=self._log,
+            ssl_context=context,
         )
         _MONITORS.add(self)
 
@@ -240,7 +260,10 @@ class Monitor:
                 return
             ts = time.time()
             last = self._last_fallback_ts.get(reason)
-            if last is not None and ts <= last:  # keep each event a distinct sample
+            # Keep each event a distinct sample (same series, same time would be stored once).
+            # After the clock stepped back further than that, take the clock as it is, so
+            # events stay spread over time instead of piling up on the last instant.
+            if last is not None and last - CLOCK_STEP_S < ts <= last:
                 ts = math.nextafter(last, math.inf)
             self._last_fallback_ts[reason] = ts
             self._sender.put(("samples", FALLBACK_SERIES, ts, 1.0, {"reason": reason}))

@@ -29,10 +29,7 @@ Record = tuple[Any, ...]
 
 
 def _pid(value: object) -> str:
-    pid = sanitize.text(value if isinstance(value, str) else str(value))
-    if not pid:
-        raise sanitize.Invalid("prediction_id must not be empty")
-    return pid
+    return sanitize.name(value if isinstance(value, str) else str(value), "prediction_id")
 
 
 def encode(record: Record, model: str, version: str, sample_rate: float) -> dict[str, Any]:
@@ -66,5 +63,8 @@ def encode(record: Record, model: str, version: str, sample_rate: float) -> dict
         "timestamp": sanitize.timestamp(ts),
         "value": float(value),
         "version": version,
-        "labels": labels,
+        "labels": {
+            sanitize.name(k, "label name"): sanitize.name(v, f"label {k[:50]!r}", empty=True)
+            for k, v in labels.items()
+        },
     }

@@ -6,6 +6,7 @@ in one `Store.write` call, so a batch is stored whole or not at all and retries 
 (records with an id already stored are ignored). Every refusal is a 4xx whose JSON body says
 what is wrong and where (`predictions.3.features.age`); a store that cannot write answers 503
 with `Retry-After`, which the client library honours. Input never causes a 500.
+`GET /openapi.json` describes all of it (`openapi.py`).
 
 With `tokens` configured, a request needs `Authorization: Bearer <token>` (else 401) and may
 only carry data of the models its token is scoped to (else 403 naming the item); with
@@ -25,8 +26,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -47,6 +50,7 @@ from watchkeeper.config import IngestConfig
 from watchkeeper.tsdb import InvalidRecord, Store
 
 from .auth import Authenticator, Credential, RateLimiter, Unauthorized
+from .openapi import ingest_openapi
 from .wire import KINDS, IngestBatch, count_items
 
 __all__ = ["IngestServer", "create_app"]
@@ -55,6 +59,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")  # UTF-8-encoded surrogates
 MAX_DETAILS = 100  # a batch of 10,000 bad items gets a readable answer, not 10,000 lines
 REJECT_REASONS = (
     "invalid_json",
@@ -126,7 +131,16 @@ def _error(
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in parts) if parts else "body"
+    """`predictions.3.features.age`; a key that is empty, holds a dot, or is not printable is
+    JSON-quoted (`features."a.b"`), so every location is visible and unambiguous."""
+    return ".".join(_loc_part(p) for p in parts) if parts else "body"
+
+
+def _loc_part(part: int | str) -> str:
+    text = str(part)
+    if text and "." not in text and '"' not in text and text.isprintable():
+        return text
+    return json.dumps(text)
 
 
 def _details(exc: ValidationError | RequestValidationError) -> list[dict[str, str]]:
@@ -199,27 +213,71 @@ def _parse(raw: bytes) -> Any:
 
     try:
         body = json.loads(raw, parse_constant=no_constants)
-    except UnicodeDecodeError:
-        raise _Reject(400, "invalid_json", "body is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise _Reject(
+            400,
+            "invalid_json",
+            f"body is not UTF-8 text: invalid byte at offset {exc.start}",
+            _bad_text_details(raw, "is not valid UTF-8"),
+        ) from None
     except ValueError as exc:
         raise _Reject(400, "invalid_json", f"body is not valid JSON: {exc}") from None
     except RecursionError:
         raise _Reject(400, "invalid_json", "body is nested too deeply") from None
-    if _SURROGATE_ESCAPE.search(raw):  # a lone "\ud800" parses, but no store can encode it
-        try:
-            json.dumps(body, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
+    # A lone "\ud800", escaped or as UTF-8 bytes (json.loads lets both through), parses, but
+    # no store can encode it.
+    if _SURROGATE_ESCAPE.search(raw) or _ENCODED_SURROGATE.search(raw):
+        where = _unencodable(body)
+        if where is not None:
             raise _Reject(
-                400, "invalid_json", "body has a string with an unpaired UTF-16 surrogate"
-            ) from None
+                400,
+                "invalid_json",
+                f"{_loc(where)}: a string with an unpaired UTF-16 surrogate",
+                [{"loc": _loc(where), "msg": "has an unpaired UTF-16 surrogate"}],
+            )
     return body
+
+
+def _bad_text_details(raw: bytes, msg: str) -> list[dict[str, str]]:
+    """Where in a body that is not UTF-8 the bad bytes are (`predictions.0.model`), when the
+    rest of it is JSON; else nothing."""
+    try:
+        body = json.loads(raw.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return []
+    where = _unencodable(body)
+    return [] if where is None else [{"loc": _loc(where), "msg": msg}]
+
+
+def _unencodable(value: Any, path: tuple[int | str, ...] = ()) -> tuple[int | str, ...] | None:
+    """The location of the first string (key or value) that UTF-8 cannot encode, or None."""
+    try:
+        if isinstance(value, str):
+            value.encode("utf-8")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                try:
+                    key.encode("utf-8")
+                except UnicodeEncodeError:
+                    return (*path, key.encode("utf-8", "backslashreplace").decode())
+                if (found := _unencodable(item, (*path, key))) is not None:
+                    return found
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if (found := _unencodable(item, (*path, i))) is not None:
+                    return found
+    except UnicodeEncodeError:
+        return path
+    except RecursionError:
+        return None
+    return None
 
 
 def _validate_fast(raw: bytes) -> IngestBatch | None:
     """The batch when `raw` is a valid one, parsed and validated in one pass by pydantic's own
     JSON parser (twice as fast as `json.loads` plus validation); None when anything is wrong,
     so that the slower path names the problem exactly as a client expects."""
-    if _SURROGATE_ESCAPE.search(raw):
+    if _SURROGATE_ESCAPE.search(raw):  # (pydantic refuses UTF-8-encoded ones itself)
         return None
     try:
         return IngestBatch.model_validate_json(raw)
@@ -393,6 +451,12 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    document = ingest_openapi(auth=auth.enabled, rate_limited=limiter is not None)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document() -> Response:
+        return JSONResponse(document)
+
     return app
 
 
@@ -405,12 +469,28 @@ class IngestServer:
 
     The listening socket is bound here, before uvicorn starts, so that a port already in use
     raises `OSError` from `start()` and port 0 gives a real port at once.
+
+    With `ssl_certfile` (PEM certificate chain, and the key unless `ssl_keyfile` names it) the
+    server speaks HTTPS only (uvicorn's TLS); a certificate or key that cannot be loaded
+    raises `ValueError` from `start()`, naming the files. See docs/security.md.
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if ssl_keyfile is not None and ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile (the certificate chain)")
         self.app = app
         self.host = host
         self.requested_port = port
+        self.ssl_certfile = None if ssl_certfile is None else os.fspath(ssl_certfile)
+        self.ssl_keyfile = None if ssl_keyfile is None else os.fspath(ssl_keyfile)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -418,7 +498,8 @@ class IngestServer:
         self._port: int | None = None
 
     def __repr__(self) -> str:
-        return f"IngestServer(host={self.host!r}, port={self.requested_port})"
+        tls = ", tls=True" if self.ssl_certfile else ""
+        return f"IngestServer(host={self.host!r}, port={self.requested_port}{tls})"
 
     @property
     def port(self) -> int:
@@ -429,7 +510,8 @@ class IngestServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.ssl_certfile else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -459,11 +541,25 @@ class IngestServer:
         """Bind, start serving in the background and wait until the server accepts requests."""
         if self._thread is not None:
             raise RuntimeError("the server is already started")
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.requested_port,
+            log_level="warning",
+            lifespan="off",
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+        )
+        if self.ssl_certfile is not None:
+            try:
+                config.load()  # here, so a bad certificate fails start() with its reason
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"cannot load the TLS certificate {self.ssl_certfile!r}"
+                    f"{f' / key {self.ssl_keyfile!r}' if self.ssl_keyfile else ''}: {exc}"
+                ) from None
         self._sock = self._bind()
         self._port = int(self._sock.getsockname()[1])
-        config = uvicorn.Config(
-            self.app, host=self.host, port=self.port, log_level="warning", lifespan="off"
-        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="watchkeeper-ingest", daemon=True)
         self._thread.start()

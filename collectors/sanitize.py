@@ -6,6 +6,10 @@ or raise `Invalid`, which the client counts as a dropped record and logs. They r
 sender thread, off the service's hot path (see `encode.py`); only the cheap numeric checks the
 Prometheus metrics need (`latency`, `number`) run in the caller.
 
+The limits (`MAX_NAME_CHARS`, ...) are the store's defaults (`watchkeeper.tsdb.Limits`, not
+imported: the client stays light). Checking them here drops the one record that breaks them;
+left to the server, the store would refuse the whole batch it travels in.
+
 Only the standard library is used: numpy scalars are recognised by their `item()` method.
 """
 
@@ -13,12 +17,31 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Mapping
 
-__all__ = ["Invalid", "Scalar", "features", "latency", "number", "scalar", "text", "timestamp"]
+__all__ = [
+    "MAX_FEATURES",
+    "MAX_FUTURE_S",
+    "MAX_NAME_CHARS",
+    "MAX_TEXT_CHARS",
+    "Invalid",
+    "Scalar",
+    "features",
+    "latency",
+    "name",
+    "number",
+    "scalar",
+    "text",
+    "timestamp",
+]
 
 Scalar = float | int | str | bool | None
 _MAX_INT = 2**1023  # the ingest API refuses integers with no float value
+MAX_NAME_CHARS = 256  # model, version, prediction id, feature and label names
+MAX_TEXT_CHARS = 8192  # a string feature value, output or label
+MAX_FEATURES = 2000
+MAX_FUTURE_S = 86400.0  # a timestamp a day ahead is a unit mistake (milliseconds), not skew
 
 
 class Invalid(ValueError):
@@ -33,6 +56,8 @@ def scalar(value: object, what: str) -> Scalar:
     if value is None or kind is bool:
         return value  # type: ignore[return-value]
     if isinstance(value, str):
+        if len(value) > MAX_TEXT_CHARS:
+            raise Invalid(f"{what} is a string of {len(value)} characters, over {MAX_TEXT_CHARS}")
         return text(value)
     if isinstance(value, int):
         if abs(value) > _MAX_INT:
@@ -69,23 +94,39 @@ def features(values: object) -> dict[str, Scalar]:
     """A feature mapping as JSON: names are strings, values are scalars."""
     if not isinstance(values, Mapping):
         raise Invalid(f"features must be a mapping, not {type(values).__name__}")
+    if len(values) > MAX_FEATURES:
+        raise Invalid(f"{len(values)} features are over the limit of {MAX_FEATURES}")
     out: dict[str, Scalar] = {}
     for key, value in values.items():
         if type(key) is not str:
             if not isinstance(key, str):
                 raise Invalid(f"feature name {key!r} is not a string")
             key = str(key)
-        out[text(key)] = scalar(value, f"feature {key!r}")
+        out[name(key, "feature name")] = scalar(value, f"feature {key[:50]!r}")
     return out
 
 
+def name(value: str, what: str, *, empty: bool = False) -> str:
+    """A name or id made encodable; `Invalid` when empty (unless allowed) or over-long."""
+    if not value and not empty:
+        raise Invalid(f"{what} must not be empty")
+    if len(value) > MAX_NAME_CHARS:
+        raise Invalid(f"{what} is {len(value)} characters, over the limit of {MAX_NAME_CHARS}")
+    return text(value)
+
+
 def timestamp(value: object) -> float:
-    """Unix seconds, finite and not negative."""
+    """Unix seconds, finite, not negative and at most `MAX_FUTURE_S` ahead of this clock."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise Invalid(f"timestamp must be Unix seconds, not {type(value).__name__}")
-    ts = float(value)
+    try:
+        ts = float(value)
+    except OverflowError:
+        raise Invalid(f"timestamp {value} is out of range") from None
     if not math.isfinite(ts) or ts < 0:
         raise Invalid(f"timestamp must be finite Unix seconds, not {ts}")
+    if ts > time.time() + MAX_FUTURE_S:
+        raise Invalid(f"timestamp {ts} is more than a day ahead (milliseconds, not seconds?)")
     return ts
 
 

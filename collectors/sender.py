@@ -17,6 +17,7 @@ import http.client
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -83,8 +84,10 @@ class Sender:
         sent: Counter,
         dropped: Counter,
         limited_log: LimitedLog,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._ssl_context = ssl_context
         self.model = model
         self.version = version
         self.sample_rate = sample_rate
@@ -116,7 +119,9 @@ class Sender:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._transport = (
-            Transport(self.endpoint, self._token, self.timeout_s) if self.endpoint else None
+            Transport(self.endpoint, self._token, self.timeout_s, ssl_context=self._ssl_context)
+            if self.endpoint
+            else None
         )
 
     # ------------------------------------------------------------------------ caller side

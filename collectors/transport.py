@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import ssl
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ __all__ = [
     "parse_endpoint",
     "retry_after",
     "server_message",
+    "tls_context",
 ]
 
 INGEST_PATH = "/v1/ingest"
@@ -59,12 +61,21 @@ def parse_endpoint(endpoint: str) -> Endpoint:
 class Transport:
     """POSTs gzip JSON bodies to one endpoint over a connection kept alive between batches.
 
-    Used by one sender thread only; not thread-safe.
+    Used by one sender thread only; not thread-safe. HTTPS verifies the server's certificate
+    and host name with `ssl_context` (default: the system's trusted CAs).
     """
 
-    def __init__(self, endpoint: Endpoint, token: str | None, timeout_s: float) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        token: str | None,
+        timeout_s: float,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
+        self._ssl_context = ssl_context
         self._headers = {
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
@@ -77,7 +88,9 @@ class Transport:
     def _connect(self) -> http.client.HTTPConnection:
         ep = self.endpoint
         if ep.https:
-            return http.client.HTTPSConnection(ep.host, ep.port, timeout=self.timeout_s)
+            return http.client.HTTPSConnection(
+                ep.host, ep.port, timeout=self.timeout_s, context=self._ssl_context
+            )
         return http.client.HTTPConnection(ep.host, ep.port, timeout=self.timeout_s)
 
     def post(self, data: bytes) -> tuple[int, http.client.HTTPMessage, bytes]:
@@ -104,6 +117,20 @@ class Transport:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def tls_context(endpoint: Endpoint, ca_file: str | None) -> ssl.SSLContext | None:
+    """The TLS settings for `endpoint`: None for plain HTTP or the system's CAs; with `ca_file`
+    (a PEM bundle, e.g. a private CA or a self-signed certificate), a context trusting exactly
+    those. `ValueError` when the file cannot be read or `endpoint` is not HTTPS."""
+    if ca_file is None:
+        return None
+    if not endpoint.https:
+        raise ValueError(f"ca_file={ca_file!r} is given but the endpoint is not https://")
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load CA certificates from {ca_file!r}: {exc}") from None
 
 
 def server_message(text: bytes) -> str:

@@ -54,7 +54,10 @@ def _finite(value: float) -> float:
     return value
 
 
-Scalar = Annotated[FeatureValue, PlainValidator(_scalar)]
+# The JSON schema says what `_scalar` accepts (else OpenAPI would show "any value").
+Scalar = Annotated[
+    FeatureValue, PlainValidator(_scalar, json_schema_input_type=float | int | str | bool | None)
+]
 Finite = Annotated[float, AfterValidator(_finite)]
 Name = Annotated[str, Field(min_length=1)]
 Timestamp = Annotated[float, Field(ge=0), AfterValidator(_finite)]

@@ -67,6 +67,10 @@ def test_unconfigured_models_get_the_defaults() -> None:
         ("ingest:\n  prot: 80\n", "ingest.prot: Extra inputs are not permitted"),
         ("storage:\n  backend: oracle\n", "storage.backend: Input should be 'sqlite'"),
         ("- a\n- b\n", "(top level): expected a mapping, got list"),
+        (
+            "ingest:\n  tls_certfile: c.pem\n",
+            "ingest: Value error, tls_certfile and tls_keyfile go",
+        ),
         ("models: [\n", "not valid YAML"),
     ],
 )

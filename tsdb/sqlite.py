@@ -20,8 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from .aggregate import Partial, check_window, parse_stat, quantile
 from .migrations import migrate
 from .records import Finding, Label, ModelInfo, Prediction, Sample
@@ -33,7 +31,7 @@ from .sqlite_rollup import (
     set_rolled_until,
     usable_resolution,
 )
-from .sqlite_rows import build_rows, load
+from .sqlite_rows import build_rows, decode_features, load
 from .store import RETENTION_KINDS, PredictionMetric, RetentionKind, Stat, WriteResult
 from .validation import DEFAULT_LIMITS, Limits, RecordChecker
 
@@ -181,7 +179,7 @@ class SQLiteStore:
                 prediction_id=pid,
                 timestamp=ts,
                 version=version,
-                features=orjson.loads(features),
+                features=decode_features(features),
                 output=load(output),
                 latency_s=latency,
                 error=bool(error),
@@ -219,7 +217,9 @@ class SQLiteStore:
         base["latency_s"] = base["latency_s"].astype("float64")
         base["label_timestamp"] = base["label_timestamp"].astype("float64")
         base["error"] = base["error"].astype("bool")
-        features = pd.DataFrame.from_records([orjson.loads(r[9]) for r in rows], index=base.index)
+        features = pd.DataFrame.from_records(
+            [decode_features(r[9]) for r in rows], index=base.index
+        )
         features.columns = [
             f"features.{c}" if c in FRAME_COLUMNS else str(c) for c in features.columns
         ]

@@ -32,7 +32,21 @@ def encode_features(features: dict[str, FeatureValue]) -> str:
     for value in features.values():
         if type(value) is float and not -_INF < value < _INF:
             raise ValueError(f"{value} is not JSON")
-    return orjson.dumps(features).decode()
+    try:
+        return orjson.dumps(features).decode()
+    except TypeError:
+        # An integer beyond 64 bits, which orjson can neither write nor read back as an int
+        # (it reads it as a float). The standard library writes it; the leading space (valid
+        # JSON) tells `decode_features` to read it back with the standard library too.
+        return " " + _ENCODER.encode(features)
+
+
+def decode_features(text: str) -> dict[str, FeatureValue]:
+    """The features `encode_features` wrote, exactly (integers of any size included)."""
+    features: dict[str, FeatureValue] = (
+        json.loads(text) if text.startswith(" ") else orjson.loads(text)
+    )
+    return features
 
 
 def dump(value: FeatureValue) -> str:

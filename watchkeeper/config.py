@@ -158,7 +158,7 @@ class IngestConfig(_Section):
 
     `rate_limit` is records per second per token (per client address without tokens), with
     bursts of up to `rate_burst` records (default: `max_batch_items`); over it, 429 with
-    `Retry-After`.
+    `Retry-After`. With `tls_certfile` and `tls_keyfile` (PEM) it serves HTTPS only.
     """
 
     host: str = "127.0.0.1"
@@ -168,6 +168,14 @@ class IngestConfig(_Section):
     tokens: list[IngestToken] = []
     rate_limit: float | None = Field(None, gt=0)
     rate_burst: int | None = Field(None, gt=0)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> IngestConfig:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both or neither")
+        return self
 
 
 class ScrapeTarget(_Section):

@@ -51,6 +51,8 @@ class Stack:
             create_app(self.store, config.ingest, registry=self.registry),
             config.ingest.host,
             config.ingest.port,
+            ssl_certfile=config.ingest.tls_certfile,
+            ssl_keyfile=config.ingest.tls_keyfile,
         )
         self._stop = threading.Event()
         self._detection: threading.Thread | None = None
