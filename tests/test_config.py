@@ -85,7 +85,9 @@ def test_bad_files_name_file_key_and_expectation(tmp_path: Path, text: str, expe
 def test_a_missing_secret_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_TOKEN", raising=False)
     path = _write(tmp_path, "alerting:\n  receivers: ['json://h/?t=${NOPE_TOKEN}']\n")
-    with pytest.raises(ConfigError, match=r"alerting.receivers.0: environment variable NOPE_TOKEN"):
+    with pytest.raises(
+        ConfigError, match=r"alerting\.receivers\.0: Value error, environment variable NOPE_TOKEN"
+    ):
         load_config(path)
 
 

@@ -57,6 +57,26 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: object) -> object:
+    """`${NAME}` in a string replaced by that environment variable, which must be set."""
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV.sub(substitute, value)
+
+
+EnvStr = Annotated[str, BeforeValidator(expand_env)]
+"""A string that may hold `${ENV_VAR}` references (secrets), expanded at load time."""
 Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
@@ -73,10 +93,10 @@ class InfluxDBConfig(_Section):
     process.
     """
 
-    url: str
-    org: str = Field(min_length=1)
-    bucket: str = Field(min_length=1)
-    token: SecretStr = SecretStr("")
+    url: EnvStr
+    org: Annotated[EnvStr, Field(min_length=1)]
+    bucket: Annotated[EnvStr, Field(min_length=1)]
+    token: Annotated[SecretStr, BeforeValidator(expand_env)] = SecretStr("")
     timeout: Annotated[Duration, Field(gt=0.0)] = 10.0
     max_retries: int = Field(3, ge=0, le=100)
     max_retry_time: Duration = 30.0
@@ -89,20 +109,6 @@ class InfluxDBConfig(_Section):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
-
-    @field_validator("token", mode="before")
-    @classmethod
-    def _token_from_env(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ValueError(f"environment variable {name} is not set")
-            return os.environ[name]
-
-        return _ENV.sub(substitute, value)
 
 
 class StorageConfig(_Section):
@@ -419,24 +425,10 @@ class ReceiverConfig(_Section):
     """
 
     name: str = Field(min_length=1)
-    urls: list[str] = []
+    urls: list[EnvStr] = []
     send_resolved: bool = True
     title: str | None = None
     body: str | None = None
-
-    @field_validator("urls", mode="before")
-    @classmethod
-    def _urls_from_env(cls, value: object) -> object:
-        if not isinstance(value, list):
-            return value
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ValueError(f"environment variable {name} is not set")
-            return os.environ[name]
-
-        return [_ENV.sub(substitute, v) if isinstance(v, str) else v for v in value]
 
 
 class RouteConfig(_Section):
@@ -476,7 +468,7 @@ class AlertingConfig(_Section):
     alerts over to existing Alertmanagers too (re-posted every `alertmanager_resend`).
     """
 
-    receivers: list[str] = []
+    receivers: list[EnvStr] = []
     named_receivers: list[ReceiverConfig] = []
     route: RouteConfig = RouteConfig()
     inhibit_rules: list[InhibitRuleConfig] = []
@@ -538,19 +530,6 @@ class Config(_Section):
         return self.models.get(name, self.detector.defaults)
 
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _expand_env(value: str, where: str) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
-        return os.environ[name]
-
-    return _ENV.sub(substitute, value)
-
-
 def config_from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
     """Validate a parsed configuration; errors name `source`, the key path and the problem."""
     try:
@@ -561,13 +540,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
             path = ".".join(str(part) for part in error["loc"]) or "(top level)"
             problems.append(f"{source}: {path}: {error['msg']}")
         raise ConfigError("\n".join(problems)) from None
-    receivers = [
-        _expand_env(url, f"{source}: alerting.receivers.{i}")
-        for i, url in enumerate(config.alerting.receivers)
-    ]
-    return config.model_copy(
-        update={"alerting": config.alerting.model_copy(update={"receivers": receivers})}
-    )
+    return config
 
 
 def load_config(path: str | Path | None) -> Config:
