@@ -260,8 +260,5 @@ class AlertManager:
             logger.exception("could not print an alert to the console")
 
     def _for_s(self, finding: Finding) -> float:
-        checks = self.config.model(finding.model).checks
-        if finding.check not in type(checks).model_fields:
-            return 0.0
-        check = getattr(checks, finding.check)
-        return float(getattr(check, "for_", 0.0))
+        check = self.config.model(finding.model).checks.settings(finding.check)
+        return 0.0 if check is None else float(getattr(check, "for_", 0.0))

@@ -8,65 +8,29 @@ that was killed resumes at the next window without duplicating or skipping any.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-
-import numpy as np
+from collections.abc import Callable
 
 from watchkeeper.config import Config
-from watchkeeper.tsdb import Finding, Prediction, Store
+from watchkeeper.tsdb import Finding, Store
 
-from .checks import DriftReference, check_drift, check_error_rate, check_up, feature_column
+from .frame import Batch, batch_from_predictions
+from .judge import ModelJudge, lookback
+from .profile import ReferenceProfile, profile_batch
 
 logger = logging.getLogger(__name__)
 
 _WINDOWS_PER_READ = 200
 """During catch-up, overlapping windows share one read of the store, this many at a time."""
 
+_WARM_UP = 86400.0
+"""History a fresh detector replays (without judging) for latency and throughput baselines."""
 
-@dataclass(frozen=True, slots=True)
-class _Reference:
-    """A model's drift reference: the period of its first predictions, reduced for testing."""
-
-    end: float
-    sample: DriftReference
-
-
-class _Window:
-    """Predictions read once for several overlapping windows, sliced per window by time.
-
-    Feature columns are extracted once for all the windows that share the read.
-    """
-
-    def __init__(self, predictions: list[Prediction]) -> None:
-        self.predictions = predictions
-        self._times = [p.timestamp for p in predictions]
-        self._columns: dict[str, np.ndarray] = {}
-
-    def _bounds(self, start: float, end: float) -> tuple[int, int]:
-        return bisect.bisect_left(self._times, start), bisect.bisect_left(self._times, end)
-
-    def between(self, start: float, end: float) -> list[Prediction]:
-        low, high = self._bounds(start, end)
-        return self.predictions[low:high]
-
-    def values(self, features: Iterable[str], start: float, end: float) -> dict[str, np.ndarray]:
-        """Each feature's real-number values among the predictions in `[start, end)`."""
-        low, high = self._bounds(start, end)
-        found = {}
-        for feature in features:
-            column = self._columns.get(feature)
-            if column is None:
-                column = feature_column(self.predictions, feature)
-                self._columns[feature] = column
-            window = column[low:high]
-            found[feature] = window[~np.isnan(window)]
-        return found
+FALLBACK_SERIES = "fallbacks"
+"""The sample series services report fallbacks in (one sample per fallback, label `reason`)."""
 
 
 def _sort_key(finding: Finding) -> tuple[float, str, str, str]:
@@ -76,11 +40,12 @@ def _sort_key(finding: Finding) -> tuple[float, str, str, str]:
 class Detector:
     """Evaluates the configured checks of every model in `store`, window by window.
 
-    `store` and `config` are public and read-only in spirit; the per-model cursors and the
-    cached drift references are private running state, so a fresh `Detector` on the same
-    store simply resumes from what the store says was judged last. `max_catch_up` bounds how
-    many windows of one model a single `run_once` evaluates, so a detector that was down for
-    a month catches up over several calls instead of stalling on one.
+    `store` and `config` are public and read-only in spirit; the per-model cursors and judges
+    (with their reference profiles and health history) are private running state, so a fresh
+    `Detector` on the same store simply resumes from what the store says was judged last,
+    replaying up to a day of history first for the latency and throughput baselines.
+    `max_catch_up` bounds how many windows of one model a single `run_once` evaluates, so a
+    detector that was down for a month catches up over several calls instead of stalling.
     """
 
     def __init__(self, store: Store, config: Config, *, max_catch_up: int = 5000) -> None:
@@ -90,70 +55,74 @@ class Detector:
         self.config = config
         self.max_catch_up = max_catch_up
         self._cursors: dict[str, float] = {}
-        self._references: dict[str, _Reference] = {}
+        self._judges: dict[str, ModelJudge] = {}
+        self._reference_end: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"Detector(store={self.store!r}, max_catch_up={self.max_catch_up})"
 
-    def _lookback(self, model: str) -> float:
-        """How far before a window's end its checks look (the up check may look further)."""
-        mc = self.config.model(model)
-        up = mc.checks.up
-        return max(mc.window, up.staleness) if up.enabled else mc.window
+    def read(self, model: str, start: float, end: float) -> Batch:
+        """Predictions of `[start, end)` as a batch, with known labels and fallbacks."""
+        predictions = self.store.predictions(model, start, end)
+        checks = self.config.model(model).checks
+        labels = None
+        if checks.efficacy.enabled and predictions:
+            labels = self.store.labels(model, [p.prediction_id for p in predictions])
+        fallbacks: list[float] = []
+        if checks.fallback_rate.enabled:
+            fallbacks = [
+                s.timestamp
+                for s in self.store.samples(model, FALLBACK_SERIES, start, end)
+                for _ in range(max(1, int(s.value)))
+            ]
+        return batch_from_predictions(predictions, labels, fallbacks)
 
     def evaluate(self, model: str, window_end: float) -> list[Finding]:
         """All enabled checks of `model` on the window `[window_end - window, window_end)`.
 
-        Reads the store and computes; writes nothing.
+        Reads the store and computes with a fresh judge that first sees up to a day of
+        earlier windows (for the latency and throughput baselines); writes nothing. This is
+        how `watchkeeper explain` recomputes a stored finding.
         """
-        read_start = window_end - self._lookback(model)
-        data = _Window(self.store.predictions(model, read_start, window_end))
-        return self._evaluate(model, window_end, data)
-
-    def _evaluate(self, model: str, window_end: float, data: _Window) -> list[Finding]:
         mc = self.config.model(model)
-        checks = mc.checks
-        window_start = window_end - mc.window
-        read_start = window_end - self._lookback(model)
-        recent = data.between(read_start, window_end)
-        current = data.between(window_start, window_end)
-        findings: list[Finding] = []
-        if checks.up.enabled:
-            last = max((p.timestamp for p in recent), default=None)
-            findings.append(check_up(model, window_end, last, read_start, checks.up))
-        if checks.error_rate.enabled:
-            findings.append(
-                check_error_rate(model, current, window_start, window_end, checks.error_rate)
-            )
-        if checks.drift.enabled:
-            reference = self._reference(model, window_start)
-            if reference is not None:
-                values = data.values(reference.values, window_start, window_end)
-                findings.extend(
-                    check_drift(model, reference, values, window_start, window_end, checks.drift)
-                )
-        return findings
-
-    def _reference(self, model: str, window_start: float) -> DriftReference | None:
-        """The model's first `drift.reference` seconds of predictions, if `window_start` is
-        past them; None for windows that still overlap the reference period.
-
-        Read once, only when the period is over (so it is complete), then cached.
-        """
-        cached = self._references.get(model)
-        if cached is not None:
-            return cached.sample if window_start >= cached.end else None
+        judge = ModelJudge(model, mc, self.reference_profile(model, window_end - mc.window))
         first_seen = next((m.first_seen for m in self.store.models() if m.name == model), None)
-        if first_seen is None:
-            return None
-        end = first_seen + self.config.model(model).checks.drift.reference
+        k = round(window_end / mc.every)
+        from_k = k - math.floor(_WARM_UP / mc.every)
+        if first_seen is not None:
+            from_k = max(from_k, math.ceil((first_seen + mc.every) / mc.every))
+        batch = self.read(model, min(from_k * mc.every, window_end) - lookback(mc), window_end)
+        for j in range(from_k, k):
+            judge.record(batch, j * mc.every)
+        return judge.judge(batch, window_end)
+
+    def reference_profile(self, model: str, window_start: float) -> ReferenceProfile | None:
+        """The profile of the model's first `drift.reference` seconds of predictions, if
+        `window_start` is past them; None for windows that still overlap the reference period.
+
+        Read once, only when the period is over (so it is complete), then kept by the judge.
+        """
+        end = self._reference_end.get(model)
+        if end is None:
+            first_seen = next((m.first_seen for m in self.store.models() if m.name == model), None)
+            if first_seen is None:
+                return None
+            end = first_seen + self.config.model(model).checks.drift.reference
+            self._reference_end[model] = end
         if window_start < end:
             return None
-        predictions = self.store.predictions(model, first_seen, end)
-        reference_id = f"{model}@{int(first_seen)}-{int(end)}"
-        sample = DriftReference.from_predictions(reference_id, predictions)
-        self._references[model] = _Reference(end, sample)
-        return sample
+        start = end - self.config.model(model).checks.drift.reference
+        batch = self.read(model, start, end)
+        return profile_batch(batch, f"{model}@{int(start)}-{int(end)}")
+
+    def _judge_for(self, model: str, window_start: float) -> ModelJudge:
+        judge = self._judges.get(model)
+        if judge is None:
+            judge = ModelJudge(model, self.config.model(model))
+            self._judges[model] = judge
+        if judge.profile is None:
+            judge.profile = self.reference_profile(model, window_start)
+        return judge
 
     def run_once(self, now: float) -> list[Finding]:
         """Evaluate and store every window that became due by `now`, oldest first.
@@ -171,13 +140,15 @@ class Detector:
         return produced
 
     def _run_model(self, model: str, first_seen: float, now: float) -> list[Finding]:
-        every = self.config.model(model).every
+        mc = self.config.model(model)
+        every = mc.every
         if every <= 0:
             raise ValueError(f"model {model!r}: every must be positive, got {every}")
         stored = self.store.last_evaluated(model)
         done = max((t for t in (stored, self._cursors.get(model)) if t is not None), default=None)
+        first_k = math.ceil((first_seen + every) / every)
         if done is None:
-            k = math.ceil((first_seen + every) / every)
+            k = first_k
         else:
             k = math.floor(done / every) + 1
             while k * every <= done:
@@ -186,15 +157,18 @@ class Detector:
         due = max(0, last_k - k + 1)
         count = min(due, self.max_catch_up)
         produced: list[Finding] = []
-        lookback = self._lookback(model)
+        span = lookback(mc)
+        if count and model not in self._judges:
+            self._warm_up(model, max(first_k, k - math.floor(_WARM_UP / every)), k)
         for chunk_start in range(0, count, _WINDOWS_PER_READ):
             ends = [
                 (k + i) * every
                 for i in range(chunk_start, min(count, chunk_start + _WINDOWS_PER_READ))
             ]
-            data = _Window(self.store.predictions(model, ends[0] - lookback, ends[-1]))
+            batch = self.read(model, ends[0] - span, ends[-1])
             for window_end in ends:
-                findings = self._evaluate(model, window_end, data)
+                judge = self._judge_for(model, window_end - mc.window)
+                findings = judge.judge(batch, window_end)
                 if findings:
                     self.store.write(findings=findings)
                 self._cursors[model] = window_end
@@ -209,6 +183,18 @@ class Detector:
         elif count == 1:
             logger.debug("detector: evaluated 1 window of model %r", model)
         return produced
+
+    def _warm_up(self, model: str, from_k: int, to_k: int) -> None:
+        """Let a fresh judge see the windows `from_k .. to_k - 1` (already judged before a
+        restart) without judging them, so its baselines match an uninterrupted run."""
+        mc = self.config.model(model)
+        if from_k >= to_k:
+            return
+        judge = ModelJudge(model, mc)
+        self._judges[model] = judge
+        batch = self.read(model, from_k * mc.every - lookback(mc), (to_k - 1) * mc.every)
+        for j in range(from_k, to_k):
+            judge.record(batch, j * mc.every)
 
     def run_forever(
         self,

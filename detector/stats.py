@@ -149,3 +149,173 @@ def drift_test(name: str) -> DriftTest:
     except KeyError:
         valid = ", ".join(sorted(DRIFT_TESTS))
         raise ValueError(f"unknown drift test {name!r}; valid names: {valid}") from None
+
+
+def ks_sorted(
+    reference_sorted: np.ndarray, current: np.ndarray, exact_p_from: float = 0.0
+) -> TestResult:
+    """`ks_two_sample` against a reference that is already sorted and free of NaNs.
+
+    The statistic is exact and equal to scipy's: between two consecutive current values the
+    current ECDF is flat and the reference ECDF only rises, so the largest gap is found at a
+    current value or just before one. That costs `O(m log n)` for `m` current and `n`
+    reference values instead of sorting all `n + m` values on every call, which is what makes
+    judging thousands of windows against a large reference cheap. The p-value is scipy's
+    exact one for small samples and the asymptotic one above `EXACT_KS_LIMIT`, as in
+    `ks_two_sample`, except for a statistic below `exact_p_from`: there it is the Kolmogorov
+    limit `kstwobign.sf(D * sqrt(n_eff))` (scipy's finite-n `kstwo.sf` takes milliseconds for
+    small D at thousands of values, and a statistic below the effect floor cannot page
+    whatever its p-value).
+
+    >>> ks_sorted(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])).statistic
+    0.0
+    """
+    cur = np.asarray(current, dtype=float)
+    cur = np.sort(cur[~np.isnan(cur)])
+    n, m = reference_sorted.size, cur.size
+    if n == 0 or m == 0:
+        raise ValueError(
+            f"ks_sorted needs values on both sides, got {n} reference and {m} current values"
+        )
+    if n * m <= EXACT_KS_LIMIT:
+        return ks_two_sample(reference_sorted, cur)
+    ref_right = np.searchsorted(reference_sorted, cur, side="right")
+    # F_ref just before c differs from F_ref at c only where the reference holds c itself.
+    ref_left = ref_right
+    tied = (ref_right > 0) & (reference_sorted[np.maximum(ref_right - 1, 0)] == cur)
+    if np.any(tied):
+        ref_left = ref_right.copy()
+        ref_left[tied] = np.searchsorted(reference_sorted, cur[tied], side="left")
+    at = np.abs(ref_right / n - np.searchsorted(cur, cur, side="right") / m)
+    before = np.abs(ref_left / n - np.searchsorted(cur, cur, side="left") / m)
+    statistic = float(max(np.max(at), np.max(before)))
+    larger, smaller = max(n, m), min(n, m)
+    effective_n = round(larger * smaller / (larger + smaller))
+    if statistic < exact_p_from:
+        limit = _scipy_stats.kstwobign.sf(statistic * math.sqrt(effective_n))
+        return TestResult(statistic=statistic, p_value=float(np.clip(limit, 0.0, 1.0)))
+    p_value = float(np.clip(_scipy_stats.kstwo.sf(statistic, effective_n), 0.0, 1.0))
+    return TestResult(statistic=statistic, p_value=p_value)
+
+
+def _proportions(counts: np.ndarray, eps: float) -> np.ndarray:
+    total = float(np.sum(counts))
+    if total <= 0:
+        raise ValueError("need at least one count")
+    p = np.asarray(counts, dtype=float) / total
+    if eps > 0:
+        p = np.maximum(p, eps)
+        p = p / np.sum(p)
+    return p
+
+
+def psi(reference_counts: np.ndarray, current_counts: np.ndarray, eps: float = 1e-4) -> float:
+    """Population stability index `sum((q - p) * ln(q / p))` over shared bins.
+
+    `p` and `q` are the reference and current proportions; a bin empty on one side gets
+    `eps` (then proportions are renormalised) so the index stays finite. 0 = identical;
+    above 0.25 is the usual "shifted" mark.
+
+    >>> round(psi(np.array([50, 50]), np.array([25, 75])), 6)
+    0.274653
+    """
+    p = _proportions(reference_counts, eps)
+    q = _proportions(current_counts, eps)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def js_distance(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """Jensen-Shannon distance (square root of the divergence, base 2) between two count
+    vectors over the same bins: 0 = identical, 1 = no overlap; symmetric, always finite.
+
+    >>> js_distance(np.array([1, 0]), np.array([0, 1]))
+    1.0
+    """
+    p = _proportions(reference_counts, 0.0)
+    q = _proportions(current_counts, 0.0)
+    mid = (p + q) / 2.0
+
+    def kl(a: np.ndarray) -> float:
+        mask = a > 0
+        return float(np.sum(a[mask] * np.log2(a[mask] / mid[mask])))
+
+    return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2.0))
+
+
+def total_variation(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """Half the L1 distance between the two proportion vectors: the largest difference in
+    the probability of any set of categories (the categorical twin of the KS statistic)."""
+    p = _proportions(reference_counts, 0.0)
+    q = _proportions(current_counts, 0.0)
+    return float(np.sum(np.abs(p - q)) / 2.0)
+
+
+def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray) -> TestResult:
+    """Pearson chi-square test of homogeneity on the 2 x k table of the two count vectors
+    (scipy's `chi2_contingency(..., correction=False)`); categories empty on both sides are
+    dropped. With fewer than two categories left there is nothing to compare: p = 1.
+
+    >>> chi_square(np.array([10, 10]), np.array([10, 10]))
+    TestResult(statistic=0.0, p_value=1.0)
+    """
+    table = np.vstack([np.asarray(reference_counts, float), np.asarray(current_counts, float)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or np.any(table.sum(axis=1) == 0):
+        return TestResult(statistic=0.0, p_value=1.0)
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    dof = table.shape[1] - 1
+    return TestResult(statistic=statistic, p_value=float(_scipy_stats.chi2.sf(statistic, dof)))
+
+
+def wasserstein_sorted(reference_sorted: np.ndarray, current: np.ndarray) -> float:
+    """First Wasserstein distance between the samples (scipy's `wasserstein_distance`)."""
+    cur = np.sort(np.asarray(current, dtype=float))
+    pooled = np.sort(np.concatenate([reference_sorted, cur]))
+    widths = np.diff(pooled)
+    ref_cdf = np.searchsorted(reference_sorted, pooled[:-1], side="right") / reference_sorted.size
+    cur_cdf = np.searchsorted(cur, pooled[:-1], side="right") / cur.size
+    return float(np.sum(np.abs(ref_cdf - cur_cdf) * widths))
+
+
+def adjust_p_values(p_values: Sequence[float], method: str) -> list[float]:
+    """Holm (`holm`) or Benjamini-Hochberg (`bh`) adjusted p-values, in input order.
+
+    Rejecting where the adjusted p-value is at most `alpha` is Holm's step-down procedure
+    (family-wise error rate `alpha`) or BH's step-up one (false discovery rate `alpha`).
+    NaN stays NaN.
+
+    >>> adjust_p_values([0.01, 0.04, 0.03], "holm")
+    [0.03, 0.06, 0.06]
+    >>> [round(p, 6) for p in adjust_p_values([0.01, 0.04, 0.03], "bh")]
+    [0.03, 0.04, 0.04]
+    """
+    if method not in ("holm", "bh"):
+        raise ValueError(f"unknown correction {method!r}; valid names: bh, holm")
+    indexed = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
+    adjusted = [math.nan] * len(p_values)
+    m = len(indexed)
+    indexed.sort()
+    if method == "holm":
+        running = 0.0
+        for rank, (p, i) in enumerate(indexed):
+            running = max(running, min(1.0, (m - rank) * p))
+            adjusted[i] = running
+    else:
+        running = 1.0
+        for rank in range(m - 1, -1, -1):
+            p, i = indexed[rank]
+            running = min(running, min(1.0, m * p / (rank + 1)))
+            adjusted[i] = running
+    return adjusted
+
+
+def benjamini_hochberg(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Benjamini-Hochberg step-up: which hypotheses to reject at false discovery rate `alpha`.
+
+    >>> benjamini_hochberg([0.01, 0.04, 0.03], alpha=0.05)
+    [True, True, True]
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha}")
+    return [not math.isnan(p) and p <= alpha for p in adjust_p_values(p_values, "bh")]

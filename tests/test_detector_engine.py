@@ -167,8 +167,14 @@ def test_evaluate_reads_and_computes_but_writes_nothing(tmp_path: Path) -> None:
     store = store_with(tmp_path / "w.db", stream("m", T0, T0 + 2 * HOUR))
     detector = Detector(store, make_config(drift={"reference": "1h"}))
     findings = detector.evaluate("m", T0 + 90 * MINUTE)
-    assert [(f.check, f.subject) for f in findings] == [("up", ""), ("error_rate", "")] + [
-        ("drift", f"f{j}") for j in range(5)
+    # health first (throughput waits for a day of history), then per check every feature:
+    # drift, missing values, out of range, schema (the constant output 0.0 has no
+    # distribution to drift from)
+    health = [("up", ""), ("error_rate", "")]
+    assert [(f.check, f.subject) for f in findings] == health + [
+        (check, f"f{j}")
+        for check in ("drift", "missing", "out_of_range", "schema")
+        for j in range(5)
     ]
     assert {(f.window_start, f.window_end) for f in findings if f.check != "up"} == {
         (T0 + 80 * MINUTE, T0 + 90 * MINUTE)

@@ -24,19 +24,35 @@ from watchkeeper.detector.stats import (
 
 def test_public_names_are_pinned() -> None:
     assert sorted(detector.__all__) == [
+        "Batch",
         "DRIFT_TESTS",
         "Detector",
         "DriftReference",
+        "ModelJudge",
+        "ReferenceProfile",
+        "ReplaySummary",
         "TestResult",
+        "adjust_p_values",
+        "batch_from_frame",
+        "batch_from_predictions",
+        "benjamini_hochberg",
         "check_drift",
         "check_error_rate",
         "check_up",
+        "chi_square",
         "drift_test",
         "holm",
+        "js_distance",
+        "ks_sorted",
         "ks_two_sample",
+        "profile_batch",
+        "psi",
+        "replay_frames",
         "rule_hash",
         "wilson_interval",
     ]
+    for name in detector.__all__:
+        assert getattr(detector, name) is not None
 
 
 def test_docstring_examples_run() -> None:
@@ -179,3 +195,130 @@ def test_holm_between_bonferroni_and_unadjusted(p_values: list[float], alpha: fl
     for holm_says, raw_says, bonf_says in zip(rejected, unadjusted, bonferroni, strict=True):
         assert not holm_says or raw_says  # never rejects what plain testing keeps
         assert not bonf_says or holm_says  # never keeps what Bonferroni rejects
+
+
+# --- statistics on reference profiles: exact against scipy and hand computations ---------
+
+
+@pytest.mark.parametrize(
+    ("n_ref", "n_cur", "shift", "rounding"),
+    [(20, 30, 0.0, None), (5000, 600, 0.1, None), (20000, 6000, 0.3, None), (3000, 900, 0.2, 1)],
+)
+def test_ks_sorted_matches_scipy(
+    n_ref: int, n_cur: int, shift: float, rounding: int | None
+) -> None:
+    rng = np.random.default_rng(11)
+    ref = rng.normal(size=n_ref)
+    cur = rng.normal(loc=shift, size=n_cur)
+    if rounding is not None:  # many ties between and within the samples
+        ref, cur = np.round(ref, rounding), np.round(cur, rounding)
+    method = "exact" if n_ref * n_cur <= stats.EXACT_KS_LIMIT else "asymp"
+    expected = scipy_stats.ks_2samp(ref, cur, method=method)
+    got = stats.ks_sorted(np.sort(ref), cur)
+    assert got.statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert got.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+
+
+def test_chi_square_matches_scipy() -> None:
+    ref = np.array([400, 300, 200, 100])
+    cur = np.array([30, 35, 20, 15])
+    expected = scipy_stats.chi2_contingency(np.vstack([ref, cur]), correction=False)
+    got = stats.chi_square(ref, cur)
+    assert got.statistic == pytest.approx(expected.statistic, abs=1e-9)
+    assert got.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+    # a category empty on both sides is dropped, as scipy would refuse it
+    with_empty = stats.chi_square(np.append(ref, 0), np.append(cur, 0))
+    assert with_empty == got
+
+
+def test_psi_hand_computed() -> None:
+    # p = (0.5, 0.3, 0.2), q = (0.3, 0.3, 0.4):
+    # (0.3 - 0.5) ln(0.3/0.5) + 0 + (0.4 - 0.2) ln(0.4/0.2)
+    expected = -0.2 * math.log(0.6) + 0.2 * math.log(2.0)
+    assert stats.psi(np.array([50, 30, 20]), np.array([30, 30, 40])) == pytest.approx(
+        expected, abs=1e-9
+    )
+    assert stats.psi(np.array([5, 5]), np.array([5, 5])) == 0.0
+
+
+def test_js_matches_scipy_and_hand() -> None:
+    from scipy.spatial import distance
+
+    ref, cur = np.array([50, 30, 20]), np.array([30, 30, 40])
+    expected = distance.jensenshannon(ref / 100, cur / 100, base=2)
+    assert stats.js_distance(ref, cur) == pytest.approx(expected, abs=1e-9)
+    # by hand: p = (1, 0), q = (1/2, 1/2), m = (3/4, 1/4):
+    # KL(p||m) = log2(4/3), KL(q||m) = 1/2 log2(2/3) + 1/2 log2(2); JS = their mean
+    divergence = (math.log2(4 / 3) + 0.5 * math.log2(2 / 3) + 0.5) / 2
+    assert stats.js_distance(np.array([4, 0]), np.array([2, 2])) == pytest.approx(
+        math.sqrt(divergence), abs=1e-9
+    )
+
+
+def test_wasserstein_matches_scipy() -> None:
+    rng = np.random.default_rng(5)
+    ref, cur = rng.normal(size=3000), rng.normal(0.3, 1.2, size=400)
+    assert stats.wasserstein_sorted(np.sort(ref), cur) == pytest.approx(
+        scipy_stats.wasserstein_distance(ref, cur), abs=1e-9
+    )
+
+
+def test_adjusted_p_values_match_scipy_and_the_procedures() -> None:
+    p = [0.001, 0.04, 0.03, 0.2, 0.012, float("nan")]
+    bh = stats.adjust_p_values(p, "bh")
+    expected = scipy_stats.false_discovery_control(p[:-1], method="bh")
+    assert bh[:-1] == pytest.approx(list(expected), abs=1e-12)
+    assert math.isnan(bh[-1])
+    holm_adjusted = stats.adjust_p_values(p[:-1], "holm")
+    for alpha in (0.01, 0.05, 0.1):
+        assert [a <= alpha for a in holm_adjusted] == holm(p[:-1], alpha)
+    with pytest.raises(ValueError, match="unknown correction 'bonf'; valid names: bh, holm"):
+        stats.adjust_p_values(p, "bonf")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=50), min_size=2, max_size=8))
+def test_identical_counts_show_no_drift(counts: list[int]) -> None:
+    array = np.array(counts)
+    if array.sum() == 0:
+        return
+    assert stats.psi(array, array) == pytest.approx(0.0, abs=1e-12)
+    assert stats.js_distance(array, array) == pytest.approx(0.0, abs=1e-7)
+    assert stats.chi_square(array, array).p_value == pytest.approx(1.0)
+    assert stats.total_variation(array, array) == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=50), min_size=2, max_size=6),
+    st.lists(st.integers(min_value=1, max_value=50), min_size=2, max_size=6),
+)
+def test_symmetric_divergences(a: list[int], b: list[int]) -> None:
+    k = min(len(a), len(b))
+    x, y = np.array(a[:k]), np.array(b[:k])
+    assert stats.js_distance(x, y) == pytest.approx(stats.js_distance(y, x), abs=1e-12)
+    assert stats.psi(x, y) == pytest.approx(stats.psi(y, x), abs=1e-9)
+    assert stats.chi_square(x, y).statistic == pytest.approx(
+        stats.chi_square(y, x).statistic, abs=1e-9
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000))
+def test_statistics_grow_with_the_shift(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ref = np.sort(rng.normal(size=500))
+    cur = ref[::3]  # a sample of the reference, then moved further and further
+    edges = np.quantile(ref, np.linspace(0, 1, 11)[1:-1])
+    ref_counts = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=10)
+    previous_ks, previous_w = -1.0, -1.0
+    for shift in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0):
+        moved = cur + shift
+        ks = stats.ks_sorted(ref, moved).statistic
+        w = stats.wasserstein_sorted(ref, moved)
+        assert ks >= previous_ks - 1e-12
+        assert w >= previous_w - 1e-12
+        previous_ks, previous_w = ks, w
+    far = np.bincount(np.searchsorted(edges, cur + 4.0, side="right"), minlength=10)
+    near = np.bincount(np.searchsorted(edges, cur + 0.25, side="right"), minlength=10)
+    assert stats.psi(ref_counts, far) > stats.psi(ref_counts, near)

@@ -1,0 +1,156 @@
+"""The detector's subcommands of `watchkeeper`: replay, test-rules and explain.
+
+`watchkeeper/cli.py` calls `add_parsers` once and dispatches to `run_replay`,
+`run_test_rules` and `run_explain`. This module imports nothing heavy at load time, so the
+other subcommands start fast; the work happens in `replay`, `rules_test` and `explain`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_parsers(commands: Any) -> None:
+    """Add `replay`, `test-rules` and `explain` to the CLI's subparsers."""
+    replay = commands.add_parser(
+        "replay",
+        help="backtest: which alerts would have fired on recorded predictions",
+        description=(
+            "Replay recorded predictions (CSV or Parquet) through the detector and the alert "
+            "lifecycle with time advancing with the data: windows, `for` durations, label "
+            "delay and staleness during gaps behave as live. Without --config, every model "
+            "is judged on tumbling hourly windows; without --reference, its first day is its "
+            "reference. Writes one JSON line per alert transition to --out; progress goes to "
+            "stderr and a summary (alerts per check) to stdout."
+        ),
+    )
+    replay.add_argument(
+        "--predictions",
+        required=True,
+        type=Path,
+        metavar="P.csv",
+        help="timestamp, prediction_id, features..., prediction, optional "
+        "latency_ms, error, fallback, model, version",
+    )
+    replay.add_argument(
+        "--labels",
+        type=Path,
+        metavar="L.csv",
+        help="prediction_id, label, timestamp (when the label became known)",
+    )
+    replay.add_argument(
+        "--reference",
+        type=Path,
+        metavar="R.csv",
+        help="features, prediction and optionally label of the reference data",
+    )
+    replay.add_argument("--config", type=Path, help="watchkeeper.yaml with the models' checks")
+    replay.add_argument(
+        "--model",
+        help="only this model (or the name of a file without a model column; default 'model')",
+    )
+    replay.add_argument("--out", required=True, type=Path, metavar="alerts.jsonl")
+    replay.add_argument(
+        "--findings-out",
+        type=Path,
+        metavar="findings.jsonl",
+        help="also write every finding (one JSON line each, with its id)",
+    )
+
+    rules = commands.add_parser(
+        "test-rules",
+        help="unit-test a configuration against synthetic streams with expected alerts",
+        description=(
+            "Run the tests of a YAML file: each generates a prediction stream with stated "
+            "changes at stated times (or reads a predictions file), replays it with the "
+            "file's configuration, and compares the alerts firing at given times with those "
+            "expected (or expected absent). Exit 1 with a readable diff when they differ."
+        ),
+    )
+    rules.add_argument("file", type=Path, help="the rule test file (YAML)")
+
+    explain = commands.add_parser(
+        "explain",
+        help="recompute one finding from the data and show the numbers behind it",
+        description=(
+            "Find FINDING_ID (the `id` of a findings.jsonl line or the `finding_id` of an "
+            "alert) and recompute it: from the replay files when --findings is given, else "
+            "from the store of --config. Prints stored and recomputed numbers side by side, "
+            "the window and the reference data used; exit 1 if they differ."
+        ),
+    )
+    explain.add_argument("finding_id", metavar="FINDING_ID")
+    explain.add_argument(
+        "--findings",
+        type=Path,
+        metavar="findings.jsonl",
+        help="findings written by `replay --findings-out`",
+    )
+    explain.add_argument("--predictions", type=Path, metavar="P.csv")
+    explain.add_argument("--labels", type=Path, metavar="L.csv")
+    explain.add_argument("--reference", type=Path, metavar="R.csv")
+    explain.add_argument("--config", type=Path, help="watchkeeper.yaml")
+    explain.add_argument("--model")
+
+
+def _config(path: Path | None) -> Any:
+    from watchkeeper.config import load_config
+
+    return load_config(path) if path is not None else None
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from .replay import main
+
+    for path in (args.predictions, args.labels, args.reference):
+        if path is not None and not path.is_file():
+            print(f"watchkeeper replay: no such file: {path}", file=sys.stderr)
+            return 2
+    return main(
+        str(args.predictions),
+        str(args.out),
+        labels=None if args.labels is None else str(args.labels),
+        reference=None if args.reference is None else str(args.reference),
+        config=_config(args.config),
+        model=args.model,
+        findings_out=None if args.findings_out is None else str(args.findings_out),
+    )
+
+
+def run_test_rules(args: argparse.Namespace) -> int:
+    from .rules_test import RuleTestError, run_file
+
+    try:
+        return run_file(args.file, sys.stdout)
+    except RuleTestError as exc:
+        print(f"watchkeeper test-rules: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from .explain import ExplainError, explain_replay, explain_store
+
+    try:
+        if args.findings is not None:
+            if args.predictions is None:
+                raise ExplainError(
+                    "--findings needs --predictions (and the replay's --labels, "
+                    "--reference, --config)"
+                )
+            return explain_replay(
+                args.finding_id,
+                args.findings,
+                args.predictions,
+                sys.stdout,
+                labels=args.labels,
+                reference=args.reference,
+                config=_config(args.config),
+                model=args.model,
+            )
+        return explain_store(args.finding_id, _config(args.config), sys.stdout)
+    except ExplainError as exc:
+        print(f"watchkeeper explain: {exc}", file=sys.stderr)
+        return 1
