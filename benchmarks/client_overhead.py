@@ -11,7 +11,10 @@ alike. Cases:
 - bare pair: `Counter.inc()` + `Histogram.observe(latency)`, the baseline;
 - metrics only: `Monitor(...)` without endpoint;
 - server up: a real ingest server (IngestServer + SQLiteStore) in a child process;
-- server down: the endpoint's port refuses connections (the queue fills, oldest records drop).
+- server down: the endpoint's port refuses connections (the queue fills, oldest records drop);
+- server down, privacy on (an extra row, not part of the targets): 2 of the features
+  `sensitive`, 1 in `drop_fields`, 2 in `hash_fields` (the caller's thread only copies the
+  features and pops 3 of them; counting and hashing happen in the sender thread).
 
     python benchmarks/client_overhead.py [--calls 100000] [--rounds 3] [--features 20]
 """
@@ -32,6 +35,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from watchkeeper import Monitor
 from watchkeeper.collectors.metrics import LATENCY_BUCKETS
+
+PRIVACY_CASE = "server down, privacy on"
 
 
 def _serve(path: str, port_queue: multiprocessing.Queue[int]) -> None:  # pragma: no cover
@@ -103,6 +108,16 @@ def main() -> None:
         "server down": Monitor(
             "m", "v1", endpoint=f"http://127.0.0.1:{dead_port}", registry=CollectorRegistry()
         ),
+        PRIVACY_CASE: Monitor(
+            "m",
+            "v1",
+            endpoint=f"http://127.0.0.1:{dead_port}",
+            registry=CollectorRegistry(),
+            sensitive=("f0", "f1"),
+            drop_fields=("f2",),
+            hash_fields=("f3", "f4"),
+            hash_key="benchmark-key-of-32-bytes-------",
+        ),
     }
     cases: dict[str, Callable[[], object]] = {"bare Counter.inc + Histogram.observe": bare}
     for name, monitor in monitors.items():
@@ -138,10 +153,14 @@ def main() -> None:
             f"| {worst / 1000:.0f} µs |"
         )
     down = stats[f"log_prediction, {args.features} features, server down"]
-    worst_ratio = max(s[0] / base for n, s in stats.items() if n.startswith("log_prediction"))
+    worst_ratio = max(
+        s[0] / base
+        for n, s in stats.items()
+        if n.startswith("log_prediction") and not n.endswith(PRIVACY_CASE)
+    )
     print(
         f"\ntarget median <= 3x bare pair: {'met' if worst_ratio <= 3 else 'MISSED'} "
-        f"(worst {worst_ratio:.2f}x); target p99 < 50 µs with the server down: "
+        f"(worst {worst_ratio:.2f}x, privacy off); target p99 < 50 µs with the server down: "
         f"{'met' if down[1] < 50_000 else 'MISSED'} ({down[1] / 1000:.2f} µs)"
     )
     for name, monitor in monitors.items():

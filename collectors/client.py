@@ -41,7 +41,7 @@ import os
 import time
 import weakref
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -49,6 +49,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from . import sanitize
 from .encode import FALLBACK_SERIES
 from .metrics import metrics_for
+from .privacy import DEFAULT_MAX_CATEGORIES, Privacy
 from .ratelog import LimitedLog
 from .sender import ClientStats, Sender
 from .tracking import ACTIVE, TrackedRecord, Tracking
@@ -89,6 +90,12 @@ class Monitor:
 
     An `https://` endpoint is verified against the system's trusted CAs, or only against the
     PEM certificates in `ca_file` (a private CA, or the server's self-signed certificate).
+
+    Privacy (all off by default; see `privacy.py` and docs/client.md): `sensitive` features are
+    never sent, only per-interval counts of their values (`sensitive_buckets` edges for numbers,
+    at most `sensitive_max_categories` categories per feature for the rest); `drop_fields` are
+    removed before anything leaves the process; `hash_fields` (features, and `"prediction_id"`)
+    are sent as a keyed hash under the secret `hash_key`.
     """
 
     def __init__(
@@ -105,6 +112,12 @@ class Monitor:
         max_buffer: int = 10_000,
         timeout_s: float = 5.0,
         ca_file: str | os.PathLike[str] | None = None,
+        sensitive: Iterable[str] = (),
+        sensitive_buckets: Mapping[str, Sequence[float]] | None = None,
+        sensitive_max_categories: int = DEFAULT_MAX_CATEGORIES,
+        drop_fields: Iterable[str] = (),
+        hash_fields: Iterable[str] = (),
+        hash_key: str | bytes | None = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty string, got {model!r}")
@@ -139,6 +152,18 @@ class Monitor:
                 or not (math.isfinite(number) and number > 0)
             ):
                 raise ValueError(f"{name} must be a positive number of seconds, got {number!r}")
+        privacy = Privacy(
+            sensitive=sensitive,
+            sensitive_buckets=sensitive_buckets,
+            max_categories=sensitive_max_categories,
+            drop_fields=drop_fields,
+            hash_fields=hash_fields,
+            hash_key=hash_key,
+        )
+        self.privacy: Privacy | None = (
+            privacy if privacy.removes_features or privacy.hash_fields else None
+        )
+        self._prepare = privacy.split if privacy.removes_features else _copy
         self.model = model
         self.version = version
         self.endpoint = endpoint
@@ -178,13 +203,16 @@ class Monitor:
             dropped=metrics.dropped,
             limited_log=self._log,
             ssl_context=context,
+            privacy=self.privacy,
         )
         _MONITORS.add(self)
 
     def __repr__(self) -> str:
         return (
             f"Monitor(model={self.model!r}, version={self.version!r}, "
-            f"endpoint={self.endpoint!r}, sample_rate={self.sample_rate})"
+            f"endpoint={self.endpoint!r}, sample_rate={self.sample_rate}"
+            + ("" if self.privacy is None else f", privacy={self.privacy!r}")
+            + ")"
         )
 
     # ---------------------------------------------------------------------------- public API
@@ -217,7 +245,8 @@ class Monitor:
             if tracking is not None and tracking.absorb(self):
                 if value is not None:
                     self._series.observe_value(value)
-                tracking.record = (pid, timestamp, _copy(features), prediction, latency, failed)
+                features = self._prepare(features)
+                tracking.record = (pid, timestamp, features, prediction, latency, failed)
                 return pid
             self._series.record(failed, latency, value)
             if self._sending and (self._all_sampled or self._sampled(pid)):
@@ -226,7 +255,7 @@ class Monitor:
                         "predictions",
                         pid,
                         time.time() if timestamp is None else timestamp,
-                        _copy(features),
+                        self._prepare(features),
                         prediction,
                         latency,
                         failed,

@@ -8,9 +8,12 @@ A record that cannot be encoded raises `sanitize.Invalid` and is dropped (counte
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import sanitize
+
+if TYPE_CHECKING:
+    from .privacy import Privacy
 
 __all__ = ["FALLBACK_SERIES", "KINDS", "Record", "encode"]
 
@@ -32,16 +35,29 @@ def _pid(value: object) -> str:
     return sanitize.name(value if isinstance(value, str) else str(value), "prediction_id")
 
 
-def encode(record: Record, model: str, version: str, sample_rate: float) -> dict[str, Any]:
-    """The wire dict of one queued record of model `model`, version `version`."""
+def encode(
+    record: Record,
+    model: str,
+    version: str,
+    sample_rate: float,
+    privacy: Privacy | None = None,
+) -> dict[str, Any]:
+    """The wire dict of one queued record of model `model`, version `version`; with `privacy`,
+    its hashed fields (features, prediction id) are hashed."""
     kind = record[0]
     if kind == "predictions":
         _, pid, ts, features, output, latency_s, error = record
+        checked = sanitize.features(features)
+        prediction_id = _pid(pid)
+        if privacy is not None:
+            privacy.hash_features(checked)
+            if privacy.hash_prediction_id:
+                prediction_id = privacy.hash(prediction_id)
         return {
             "model": model,
-            "prediction_id": _pid(pid),
+            "prediction_id": prediction_id,
             "timestamp": sanitize.timestamp(ts),
-            "features": sanitize.features(features),
+            "features": checked,
             "output": sanitize.scalar(output, "prediction"),
             "version": version,
             "latency_s": latency_s,
@@ -50,9 +66,12 @@ def encode(record: Record, model: str, version: str, sample_rate: float) -> dict
         }
     if kind == "labels":
         _, pid, label, ts = record
+        prediction_id = _pid(pid)
+        if privacy is not None and privacy.hash_prediction_id:
+            prediction_id = privacy.hash(prediction_id)
         return {
             "model": model,
-            "prediction_id": _pid(pid),
+            "prediction_id": prediction_id,
             "label": sanitize.scalar(label, "label"),
             "timestamp": sanitize.timestamp(ts),
         }

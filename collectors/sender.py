@@ -8,6 +8,13 @@ invalid (4xx other than 408/429) is dropped and counted; one that still fails af
 `GIVE_UP_AFTER_S` is dropped and counted too. When the queue is full the oldest record is
 dropped and counted. Every record put is eventually exactly one of sent, dropped or queued.
 Batches carry an id and records carry ids the store keeps once, so a retry never stores twice.
+
+With a `Privacy` whose `sensitive` features were taken out of the predictions by the caller, the
+thread counts their values as it encodes each batch (`privacy.FeatureHistograms`) and sends the
+counts as `feature_histogram` samples in a batch of their own once per `flush_interval_s` (and
+whenever a flush waits), timestamped with the end of the interval. Those samples are not
+records the caller queued, so they are not in `stats`; counts whose delivery fails are kept
+(bounded: buckets and categories) and sent with the next interval.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import gzip
 import http.client
 import json
 import logging
+import math
 import random
 import ssl
 import threading
@@ -29,6 +37,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from .encode import Record, encode
+from .privacy import HISTOGRAM_SERIES, FeatureHistograms, HistogramCount, Privacy, PrivateFeatures
 from .ratelog import LimitedLog
 from .sanitize import Invalid
 from .transport import Endpoint, Transport, retry_after, server_message
@@ -85,8 +94,10 @@ class Sender:
         dropped: Counter,
         limited_log: LimitedLog,
         ssl_context: ssl.SSLContext | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.privacy = privacy
         self._ssl_context = ssl_context
         self.model = model
         self.version = version
@@ -123,6 +134,13 @@ class Sender:
             if self.endpoint
             else None
         )
+        privacy = self.privacy
+        self._histograms: FeatureHistograms | None = (
+            privacy.histograms() if privacy is not None and privacy.sensitive else None
+        )
+        self._hist_oldest: int | None = None  # oldest record seq whose counts are unsent
+        self._interval_start = time.monotonic()
+        self._last_hist_ts = 0.0
 
     # ------------------------------------------------------------------------ caller side
 
@@ -228,7 +246,8 @@ class Sender:
         """Whether every record up to sequence number `target` was sent or dropped."""
         waiting = bool(self._buffer) and self._buffer[0][0] <= target
         sending = bool(self._in_flight) and self._in_flight[0][0] <= target
-        return not waiting and not sending
+        counting = self._hist_oldest is not None and self._hist_oldest <= target
+        return not waiting and not sending and not counting
 
     def _run(self) -> None:
         """The thread: take batches by size or time, encode, deliver, account for them."""
@@ -238,7 +257,9 @@ class Sender:
                 while (
                     not self._closed
                     and len(self._buffer) < self.batch_size
-                    and not (self._flush_waiters and self._buffer)
+                    and not (
+                        self._flush_waiters and (self._buffer or self._hist_oldest is not None)
+                    )
                 ):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -246,13 +267,19 @@ class Sender:
                     self._cv.wait(remaining)
                 if self._closed:
                     return
-                if not self._buffer:
+                if not self._buffer and self._hist_oldest is None:
                     continue
                 n = min(self.batch_size, len(self._buffer))
                 batch = self._in_flight = [self._buffer.popleft() for _ in range(n)]
             try:
-                batch, payloads = self._encode(batch)
-                outcome = self._deliver(payloads) if payloads else "sent"
+                outcome = "sent"
+                if batch:
+                    batch, payloads = self._encode(batch)
+                    outcome = self._deliver(payloads) if payloads else "sent"
+                    if outcome == "sent" and self._histograms is not None:
+                        self._count_sensitive(batch)
+                if outcome != "stopped" and self._histograms_due():
+                    self._send_histograms()
             except Exception as exc:  # a bug here must not kill delivery for good
                 log.exception("watchkeeper: unexpected error sending a batch: %s", exc)
                 outcome = "failed"
@@ -273,15 +300,16 @@ class Sender:
         payloads: list[tuple[str, dict[str, Any]]] = []
         problems: list[str] = []
         for item in batch:
+            record = item[1]
             try:
-                wire = encode(item[1], self.model, self.version, self.sample_rate)
+                wire = encode(record, self.model, self.version, self.sample_rate, self.privacy)
             except Invalid as exc:
-                problems.append(f"{item[1][0]}: {exc}")
+                problems.append(f"{record[0]}: {exc}")
             except Exception as exc:
-                problems.append(f"{item[1][0]}: internal error: {exc!r}")
+                problems.append(f"{record[0]}: internal error: {exc!r}")
             else:
                 kept.append(item)
-                payloads.append((item[1][0], wire))
+                payloads.append((record[0], wire))
         if problems:
             with self._lock:
                 self._in_flight = kept
@@ -295,6 +323,54 @@ class Sender:
                 problems[0],
             )
         return kept, payloads
+
+    def _count_sensitive(self, batch: list[_Item]) -> None:
+        """Count the sensitive values of the predictions of a delivered batch."""
+        assert self._histograms is not None
+        first: int | None = None
+        for seq, record in batch:
+            features = record[3] if record[0] == "predictions" else None
+            if type(features) is PrivateFeatures:
+                self._histograms.observe(features.sensitive)
+                first = seq if first is None else first
+        if first is not None:
+            with self._lock:
+                if self._hist_oldest is None:
+                    self._hist_oldest = first
+
+    def _histograms_due(self) -> bool:
+        """Whether to send the counts now: the interval ended, or a flush waits for them
+        (once the queue is empty, so that one flush ends one interval)."""
+        histograms = self._histograms
+        return (
+            histograms is not None
+            and histograms.pending
+            and (
+                bool(self._flush_waiters and not self._buffer)
+                or time.monotonic() - self._interval_start >= self.flush_interval_s
+            )
+        )
+
+    def _send_histograms(self) -> None:
+        """Send the sensitive features' counts since the last interval as samples."""
+        assert self._histograms is not None
+        self._interval_start = time.monotonic()
+        ts = time.time()
+        if ts <= self._last_hist_ts:  # each interval its own timestamp, as the store keys on it
+            ts = math.nextafter(self._last_hist_ts, math.inf)
+        counts = self._histograms.take()
+        for start in range(0, len(counts), self.batch_size):
+            chunk = counts[start : start + self.batch_size]
+            payloads = [("samples", _histogram_sample(self, ts, c)) for c in chunk]
+            outcome = self._deliver(payloads)
+            if outcome == "rejected":
+                continue  # logged by _deliver; these counts cannot be sent
+            if outcome != "sent":  # keep them for the next interval (bounded memory)
+                self._histograms.restore(counts[start:])
+                return
+        self._last_hist_ts = ts
+        with self._lock:
+            self._hist_oldest = None
 
     def _deliver(self, payloads: list[tuple[str, dict[str, Any]]]) -> str:
         """Send one batch until it is accepted, refused, given up on, or the sender stops."""
@@ -348,3 +424,9 @@ class Sender:
             self._stop.wait(delay)
         self._transport.close()
         return "stopped"
+
+
+def _histogram_sample(sender: Sender, ts: float, count: HistogramCount) -> dict[str, Any]:
+    feature, kind, key, n = count
+    record = ("samples", HISTOGRAM_SERIES, ts, float(n), {"feature": feature, kind: key})
+    return encode(record, sender.model, sender.version, sender.sample_rate)
