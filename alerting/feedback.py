@@ -9,6 +9,7 @@ many were marked false, and the median time to resolve, so noisy rules can be fo
 from __future__ import annotations
 
 import json
+import sqlite3
 import statistics
 import threading
 from dataclasses import dataclass
@@ -55,6 +56,39 @@ class RuleStats:
     false_positives: int
     true_positives: int
     median_resolve_s: float | None
+
+
+def _select(conn: sqlite3.Connection, fingerprint: str | None = None) -> list[Episode]:
+    query = (
+        "SELECT fingerprint, fired_at, model, check_name, labels, resolved_at, acked_by, "
+        "acked_at, verdict, note FROM episodes"
+    )
+    params: tuple[str, ...] = ()
+    if fingerprint is not None:
+        query += " WHERE fingerprint = ?"
+        params = (fingerprint,)
+    rows = conn.execute(query + " ORDER BY fired_at DESC", params).fetchall()
+    return [
+        Episode(r[0], r[1], r[2], r[3], tuple((k, v) for k, v in json.loads(r[4])), *r[5:])
+        for r in rows
+    ]
+
+
+def read_episodes(path: Path) -> list[Episode]:
+    """Every episode in a state file written by another process, the latest first; `[]` if
+    there is none yet. Read-only: never creates or changes the file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+    try:
+        return _select(conn)
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
 
 
 class FeedbackStore:
@@ -114,20 +148,8 @@ class FeedbackStore:
 
     def episodes(self, fingerprint: str | None = None) -> list[Episode]:
         """Episodes (of one alert, or all), the latest first."""
-        query = (
-            "SELECT fingerprint, fired_at, model, check_name, labels, resolved_at, acked_by, "
-            "acked_at, verdict, note FROM episodes"
-        )
-        params: tuple[str, ...] = ()
-        if fingerprint is not None:
-            query += " WHERE fingerprint = ?"
-            params = (fingerprint,)
         with self._lock:
-            rows = self._conn.execute(query + " ORDER BY fired_at DESC", params).fetchall()
-        return [
-            Episode(r[0], r[1], r[2], r[3], tuple((k, v) for k, v in json.loads(r[4])), *r[5:])
-            for r in rows
-        ]
+            return _select(self._conn, fingerprint)
 
     def close(self) -> None:
         with self._lock:

@@ -3,7 +3,9 @@
 No I/O and no clock: time is the finding's `window_end` (data time), so replaying stored
 findings gives exactly the history that live running gave. Like Prometheus, an alert waits
 `for` seconds in `pending` before it fires, and a pending alert whose condition clears simply
-goes away without anyone being told.
+goes away without anyone being told. With `keep_firing_for`, a firing alert whose condition
+clears stays firing until the condition has been clear for that long; a breach in that time
+keeps it firing as if it had never cleared (Prometheus' `keep_firing_for`).
 
 >>> from watchkeeper.tsdb import Finding
 >>> def f(t: float, breached: bool) -> Finding:
@@ -18,6 +20,13 @@ goes away without anyone being told.
 >>> alert, moved = advance(alert, f(180, False), {}, for_s=120)
 >>> alert.state, moved.previous
 ('resolved', 'firing')
+>>> alert, _ = advance(None, f(0, True), {}, for_s=0)
+>>> alert, moved = advance(alert, f(60, False), {}, for_s=0, keep_firing_for_s=120)
+>>> alert.state, alert.keep_firing_since, moved
+('firing', 60, None)
+>>> alert, moved = advance(alert, f(180, False), {}, for_s=0, keep_firing_for_s=120)
+>>> alert.state, alert.resolved_at
+('resolved', 180)
 """
 
 from __future__ import annotations
@@ -50,13 +59,16 @@ def advance(
     finding: Finding,
     labels: Mapping[str, str],
     for_s: float,
+    keep_firing_for_s: float = 0.0,
 ) -> tuple[Alert | None, Transition | None]:
     """Move `current` by one finding; return the alert to keep (None: keep none) and the
     transition it made, if any.
 
     `labels` are the model's user labels (e.g. `team`); the finding's model, check, subject
     and severity are added to them. A finding no newer than the alert's `updated_at` changes
-    nothing, so re-processing findings after a restart is harmless.
+    nothing, so re-processing findings after a restart is harmless. A firing alert resolves
+    only once its condition has been clear for `keep_firing_for_s` (measured from the first
+    clear finding); until then it keeps the value and summary of its last breach.
     """
     now = finding.window_end
     if current is not None and now <= current.updated_at:
@@ -68,6 +80,10 @@ def advance(
             return current, None
         if current.state == "pending":
             return None, None
+        since = now if current.keep_firing_since is None else current.keep_firing_since
+        if now - since < keep_firing_for_s:
+            held = dataclasses.replace(current, updated_at=now, keep_firing_since=since)
+            return held, None
         resolved = _follow(current, finding, state="resolved", resolved_at=now)
         return resolved, Transition(resolved, current.state, now)
 
@@ -101,7 +117,8 @@ def _follow(
     fired_at: float | None = None,
     resolved_at: float | None = None,
 ) -> Alert:
-    """The alert with the latest finding's value, threshold and summary, and a new state."""
+    """The alert with the latest finding's value, threshold and summary, and a new state
+    (a breach, or the resolution: either way no longer held by `keep_firing_for`)."""
     return dataclasses.replace(
         alert,
         state=state or alert.state,
@@ -111,4 +128,5 @@ def _follow(
         value=finding.value,
         threshold=finding.threshold,
         summary=finding.summary,
+        keep_firing_since=None,
     )

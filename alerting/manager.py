@@ -9,10 +9,16 @@ the notification times live running would have given, and live running follows t
 Delivery is synchronous by default (`process` ends by draining the queue, every target in
 parallel, up to `max_attempts` tries each); after `start()` a ticker thread and one worker per
 target deliver in the background instead, and `process` only queues.
+
+NoData is judged on the wall clock (`clock`), against when findings *arrived*: at the end of
+`process`, at every `tick` and on the background ticker, a pending or firing alert that has had
+no finding for `no_data_after` goes to `no_data_state` and a `check="nodata"` alert fires for
+its series (see `nodata`), resolved by the next finding of that series.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -31,6 +37,15 @@ from .feedback import FeedbackStore
 from .lifecycle import advance, alert_labels
 from .metrics import DeliveryMetrics
 from .muting import Inhibitor
+from .nodata import (
+    NODATA_CHECK,
+    apply_no_data,
+    clear_no_data,
+    is_stale,
+    no_data_after,
+    nodata_labels,
+    raise_no_data,
+)
 from .notify import ConsoleNotifier, Notifier
 from .outbox import Outbox
 from .pipeline import Notice, Pipeline, build_pipeline
@@ -122,6 +137,7 @@ class AlertManager:
         self._background = False
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._nodata: set[str] | None = None  # fingerprints of firing nodata alerts
 
     def __repr__(self) -> str:
         names = [n.name for n in self.notifiers]
@@ -135,6 +151,7 @@ class AlertManager:
         """
         transitions: list[Transition] = []
         with self._lock:
+            arrived = self.clock()
             for finding in sorted(findings, key=lambda f: f.window_end):
                 # Flushes due before this finding run first; those due at its time, after it.
                 self._tick(finding.window_end, inclusive=False)
@@ -142,20 +159,22 @@ class AlertManager:
                 labels = alert_labels(finding, model.labels)
                 key = fingerprint(labels)
                 current = self._state.get(key)
-                alert, moved = advance(current, finding, model.labels, self._for_s(finding))
-                if alert is None:
-                    if current is not None:
-                        self._state.delete(key)
-                elif alert != current:
-                    self._state.upsert(alert)
+                for_s, keep_firing_for_s = self._timing(finding)
+                alert, moved = advance(current, finding, model.labels, for_s, keep_firing_for_s)
+                news = current is None or finding.window_end > current.updated_at
+                if news and alert is not None and alert.state != "resolved":
+                    alert = dataclasses.replace(alert, seen_at=arrived)
+                    if moved is not None:
+                        moved = Transition(alert, moved.previous, moved.at)
+                self._store(key, current, alert)
                 if moved is not None:
                     transitions.append(moved)
-                    if moved.alert.state in NOTIFY_STATES:
-                        self._feedback.observe(moved.alert)
-                        self._show(moved)
-                        self.pipeline.insert(moved.alert, self._now)
+                    self._announce(moved)
+                if news:
+                    transitions.extend(self._data_returned(labels, finding.window_end))
                 self._tick(finding.window_end)
             self._tick(self.clock())
+            transitions.extend(self._check_no_data(self.clock()))
         if not self._background:
             self.deliverer.drain(self.max_attempts)
             self._hand_off(force=bool(transitions))
@@ -165,6 +184,7 @@ class AlertManager:
         """Run the group flushes due by `now` (the clock when None); deliver when synchronous."""
         with self._lock:
             self._tick(self.clock() if now is None else now)
+            self._check_no_data(self.clock())
         if not self._background:
             self.deliverer.drain(self.max_attempts)
             self._hand_off()
@@ -213,9 +233,75 @@ class AlertManager:
             try:
                 with self._lock:
                     self._tick(self.clock())
+                    self._check_no_data(self.clock())
                 self._hand_off()
             except Exception:
                 logger.exception("alerting tick failed; trying again in %ss", every_s)
+
+    def _store(self, key: str, current: Alert | None, alert: Alert | None) -> None:
+        if alert is None:
+            if current is not None:
+                self._state.delete(key)
+        elif alert != current:
+            self._state.upsert(alert)
+
+    def _announce(self, moved: Transition) -> None:
+        """Record, show and queue a transition that receivers hear about."""
+        if moved.alert.state in NOTIFY_STATES:
+            self._feedback.observe(moved.alert)
+            self._show(moved)
+            self.pipeline.insert(moved.alert, self._now)
+
+    def _firing_nodata(self) -> set[str]:
+        if self._nodata is None:
+            self._nodata = {
+                a.fingerprint
+                for a in self._state.alerts(["firing"])
+                if a.label_map.get("check") == NODATA_CHECK
+            }
+        return self._nodata
+
+    def _data_returned(self, labels: dict[str, str], at: float) -> list[Transition]:
+        """Resolve the nodata alert of the series `labels` names, if one fires."""
+        key = fingerprint(nodata_labels(labels))
+        firing = self._firing_nodata()
+        if key not in firing:
+            return []
+        firing.discard(key)
+        current = self._state.get(key)
+        if current is None or current.state != "firing":
+            return []
+        resolved, moved = clear_no_data(current, max(at, self.clock()))
+        self._state.upsert(resolved)
+        self._announce(moved)
+        return [moved]
+
+    def _check_no_data(self, now: float) -> list[Transition]:
+        """Move stale alerts to `no_data_state` and fire a nodata alert for each series."""
+        transitions: list[Transition] = []
+        mode = self.config.alerting.no_data_state
+        firing = self._firing_nodata()
+        for alert in self._state.alerts(["pending", "firing"]):
+            model = alert.label_map.get("model", "")
+            after_s = no_data_after(self.config, model)
+            if not is_stale(alert, now, after_s):
+                continue
+            signal = raise_no_data(alert, now, after_s)
+            if signal.fingerprint not in firing:
+                firing.add(signal.fingerprint)
+                previous = self._state.get(signal.fingerprint)
+                self._state.upsert(signal)
+                raised = Transition(signal, previous.state if previous else None, now)
+                transitions.append(raised)
+                self._announce(raised)
+            changed, moved = apply_no_data(alert, mode, now)
+            self._store(alert.fingerprint, alert, changed)
+            if moved is not None:
+                transitions.append(moved)
+                self._announce(moved)
+        if transitions:
+            self._tick(now)  # what group_wait lets go at once goes now, not at the next tick
+        return transitions
 
     def _tick(self, now: float, *, inclusive: bool = True) -> None:
         if now > self._now:
@@ -259,6 +345,6 @@ class AlertManager:
         except Exception:  # a closed or broken stream must not stop paging
             logger.exception("could not print an alert to the console")
 
-    def _for_s(self, finding: Finding) -> float:
-        check = self.config.model(finding.model).checks.settings(finding.check)
-        return 0.0 if check is None else float(getattr(check, "for_", 0.0))
+    def _timing(self, finding: Finding) -> tuple[float, float]:
+        """The `for` and `keep_firing_for` of the check a finding comes from (0 if unknown)."""
+        return self.config.model(finding.model).checks.timing(finding.check)

@@ -22,7 +22,10 @@ class Alert:
     """One rule instance over time, identified by its labels.
 
     Times are Unix seconds in data time (the window end of the finding that moved the alert),
-    so a replay of old data and live running give the same history.
+    so a replay of old data and live running give the same history; `seen_at` alone is wall
+    time: when alerting last received a finding for the alert (what NoData is judged on).
+    `keep_firing_since` is when the condition of a firing alert first cleared while
+    `keep_firing_for` holds it firing (None while it breaches).
     """
 
     fingerprint: str
@@ -35,6 +38,8 @@ class Alert:
     value: float = 0.0
     threshold: float = 0.0
     summary: str = ""
+    keep_firing_since: float | None = None
+    seen_at: float | None = None
 
     @property
     def label_map(self) -> dict[str, str]:

@@ -7,6 +7,7 @@ when and why can always be looked up afterwards.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -20,6 +21,42 @@ CREATE TABLE IF NOT EXISTS silences (
     created_by TEXT NOT NULL, comment TEXT NOT NULL, created_at REAL NOT NULL,
     expired_at REAL);
 """
+
+
+def _select(conn: sqlite3.Connection) -> list[Silence]:
+    rows = conn.execute(
+        "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at "
+        "FROM silences ORDER BY created_at DESC, id"
+    ).fetchall()
+    return [
+        Silence(
+            id=r[0],
+            matchers=tuple(parse_matcher(m) for m in json.loads(r[1])),
+            starts_at=r[2],
+            ends_at=r[3],
+            created_by=r[4],
+            comment=r[5],
+            created_at=r[6],
+        )
+        for r in rows
+    ]
+
+
+def read_silences(path: Path) -> list[Silence]:
+    """Every silence in a state file written by another process, newest first; `[]` if there
+    is no file or no silence yet. Read-only: never creates or changes the file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+    try:
+        return _select(conn)
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
 
 
 class SilenceStore:
@@ -58,22 +95,7 @@ class SilenceStore:
     def silences(self) -> list[Silence]:
         """Every silence ever made, the newest first."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at "
-                "FROM silences ORDER BY created_at DESC, id"
-            ).fetchall()
-        return [
-            Silence(
-                id=r[0],
-                matchers=tuple(parse_matcher(m) for m in json.loads(r[1])),
-                starts_at=r[2],
-                ends_at=r[3],
-                created_by=r[4],
-                comment=r[5],
-                created_at=r[6],
-            )
-            for r in rows
-        ]
+            return _select(self._conn)
 
     def expire(self, silence_id: str, now: float) -> Silence:
         """End a silence at `now` (an expired one stays as it was); raise if unknown."""

@@ -3,6 +3,10 @@
 It lives in its own SQLite file (WAL mode), apart from the samples store, like Alertmanager's
 local state: alerting can be restarted, moved or wiped without touching monitoring data, and
 the dashboard reads it from another process while alerting writes (`read_alerts`).
+
+Files written by older versions are migrated when opened for writing: columns added since
+(`ADDED_COLUMNS`) are appended with NULL, which is each field's default; a read-only reader
+of an old file reads NULL for them without changing the file.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     fingerprint TEXT PRIMARY KEY, labels TEXT NOT NULL, state TEXT NOT NULL,
     active_since REAL NOT NULL, updated_at REAL NOT NULL, fired_at REAL, resolved_at REAL,
-    value REAL NOT NULL, threshold REAL NOT NULL, summary TEXT NOT NULL);
+    value REAL NOT NULL, threshold REAL NOT NULL, summary TEXT NOT NULL,
+    keep_firing_since REAL, seen_at REAL);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
@@ -28,10 +33,38 @@ CREATE TABLE IF NOT EXISTS notifications (
 
 _COLUMNS = (
     "fingerprint, labels, state, active_since, updated_at, fired_at, resolved_at, "
-    "value, threshold, summary"
+    "value, threshold, summary, keep_firing_since, seen_at"
 )
 
-_Row = tuple[str, str, str, float, float, float | None, float | None, float, float, str]
+#: Columns of the `alerts` table added after its first release, with their SQL types.
+ADDED_COLUMNS = {"keep_firing_since": "REAL", "seen_at": "REAL"}
+
+_Row = tuple[
+    str, str, str, float, float, float | None, float | None, float, float, str,
+    float | None, float | None,
+]  # fmt: skip
+
+
+def _present(conn: sqlite3.Connection) -> set[str]:
+    return {str(row[1]) for row in conn.execute("PRAGMA table_info(alerts)")}
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Add the columns an older state file lacks; the names added."""
+    present = _present(conn)
+    added = []
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE alerts ADD COLUMN {name} {kind}")
+            added.append(name)
+    return added
+
+
+def _select_list(conn: sqlite3.Connection) -> str:
+    """`_COLUMNS`, with NULL for added columns an unmigrated (read-only) file lacks."""
+    present = _present(conn)
+    names = [name.strip() for name in _COLUMNS.split(",")]
+    return ", ".join(n if n in present else f"NULL AS {n}" for n in names)
 
 
 def _to_alert(row: _Row) -> Alert:
@@ -48,11 +81,13 @@ def _to_alert(row: _Row) -> Alert:
         value=row[7],
         threshold=row[8],
         summary=row[9],
+        keep_firing_since=row[10],
+        seen_at=row[11],
     )
 
 
 def _select_alerts(conn: sqlite3.Connection, states: Collection[str] | None) -> list[Alert]:
-    query = f"SELECT {_COLUMNS} FROM alerts"
+    query = f"SELECT {_select_list(conn)} FROM alerts"
     params: list[str] = []
     if states is not None:
         wanted = list(states)
@@ -82,6 +117,7 @@ class AlertStateStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            migrate(self._conn)
 
     def __repr__(self) -> str:
         return f"AlertStateStore(path={str(self.path)!r})"
@@ -106,10 +142,13 @@ class AlertStateStore:
             alert.value,
             alert.threshold,
             alert.summary,
+            alert.keep_firing_since,
+            alert.seen_at,
         )
+        marks = ",".join("?" * len(values))
         with self._lock:
             self._conn.execute(
-                f"INSERT OR REPLACE INTO alerts ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", values
+                f"INSERT OR REPLACE INTO alerts ({_COLUMNS}) VALUES ({marks})", values
             )
 
     def delete(self, fingerprint: str) -> None:

@@ -4,9 +4,10 @@ Run it with `streamlit run app.py -- --data-dir DIR [--config FILE] [--auth-file
 through `watchkeeper dashboard`. It parses its arguments, asks for the password when an
 `--auth-file` (a hash written by the launcher) is given, draws the time-range and auto-refresh
 pickers every page shares, and hands over to the page chosen in the navigation: Fleet, Model,
-Incidents, Alerts. It only reads: the store and the alert state file are opened, read and
-closed per (cached) load, so it never holds a lock that ingest, detector or alerting would
-wait on.
+Incidents, Alerts. It never writes the store; the Alerts page writes only alerting's state file
+(silences, acknowledgements, verdicts), recorded under the name given at login. The store and
+the alert state file are opened, read and closed per (cached) load, so it never holds a lock
+that ingest, detector or alerting would wait on.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from watchkeeper.dashboard.common import (
 )
 
 AUTH_KEY = "watchkeeper_authenticated"
+USER_KEY = "watchkeeper_user"
 
 
 class UsageError(Exception):
@@ -92,13 +94,20 @@ def logged_in(auth_file: Path | None) -> bool:
         return False
     with st.form("login"):
         st.subheader("Log in")
+        name = st.text_input(
+            "Your name", key="login_name", help="Recorded with the silences and verdicts you make."
+        )
         password = st.text_input("Password", type="password", key="password")
         submitted = st.form_submit_button("Log in")
     if submitted:
-        if verify_password(password, expected):
+        if not name.strip():
+            st.error("Give your name: silences and verdicts record who made them.")
+        elif verify_password(password, expected):
             st.session_state[AUTH_KEY] = True
+            st.session_state[USER_KEY] = name.strip()
             st.rerun()
-        st.error("Wrong password.")
+        else:
+            st.error("Wrong password.")
     return False
 
 
@@ -150,7 +159,8 @@ def main(argv: Sequence[str]) -> None:
     ]
     page = st.navigation(pages)
     range_name, refresh_s = sidebar()
-    st.session_state[VIEW_KEY] = View(options.config, range_name, refresh_s)
+    user = st.session_state.get(USER_KEY) if options.auth_file is not None else None
+    st.session_state[VIEW_KEY] = View(options.config, range_name, refresh_s, user)
     page.run()
 
 

@@ -69,11 +69,13 @@ STORE_ERRORS = (sqlite3.Error, OSError)
 
 @dataclass(frozen=True)
 class View:
-    """What the sidebar chose, and the configuration every page reads."""
+    """What the sidebar chose, the configuration every page reads, and who is logged in
+    (None when the dashboard needs no login: write forms then ask for an author)."""
 
     config: Config
     range_name: str = DEFAULT_RANGE
     refresh_s: float | None = 10.0
+    user: str | None = None
 
     @property
     def range_s(self) -> float:

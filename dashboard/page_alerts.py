@@ -1,20 +1,47 @@
-"""Alerts page (a Streamlit page script run by `app.py`): firing, pending and recent alerts.
+"""Alerts page (a Streamlit page script run by `app.py`): firing, pending and recent alerts;
+silences made and expired; acknowledgement and true/false-positive verdicts; the per-rule
+feedback report.
 
-Reads alerting's state file (never writes it). Silences, acknowledgement and true/false
-positive marking are not here yet: they need write support in alerting first.
+Writes go only to alerting's state file, through `actions` (alerting's own stores), recorded
+under the logged-in name when the dashboard requires login, otherwise under the author the
+form asks for. `watchkeeper serve` picks up a new or expired silence at its next group flush.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import streamlit as st
 
-from watchkeeper.dashboard import charts, data
+from watchkeeper.alerting.feedback import read_episodes
+from watchkeeper.alerting.silences import read_silences
+from watchkeeper.dashboard import actions, charts, data
 from watchkeeper.dashboard.common import View, alert_table, load_alerts, run_page
 
+WRITE_ERRORS = (ValueError, KeyError, sqlite3.Error, OSError)
+DONE_KEY = "watchkeeper_alerts_done"
 
-def body(view: View) -> None:
+
+def done(message: str) -> None:
+    """A write succeeded: rerun so every table shows it, and say what was done."""
+    st.session_state[DONE_KEY] = message
+    st.rerun()
+
+
+def _error_text(exc: Exception) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def author_input(view: View, key: str) -> str:
+    """Who makes a change: the logged-in name, or an author field when there is no login."""
+    if view.user is not None:
+        st.caption(f"Recorded as **{view.user}**.")
+        return view.user
+    return st.text_input("Your name", key=key, help="Recorded with the change.")
+
+
+def alerts_section(view: View) -> None:
     alerts, alert_error = load_alerts(str(view.alert_file))
     if alert_error:
         st.error(f"Cannot read the alert state: {alert_error}")
@@ -59,10 +86,111 @@ def body(view: View) -> None:
         st.caption("No resolved alerts yet.")
     else:
         alert_table(resolved, key="resolved_alerts")
-    st.caption(
-        "Silences, acknowledgement and true/false-positive marking are not available yet "
-        "(they need write support in alerting)."
+
+
+def acknowledge_section(view: View) -> None:
+    st.subheader("Acknowledge")
+    latest = actions.latest_episodes(read_episodes(view.alert_file))
+    if not latest:
+        st.caption("Nothing to acknowledge: no alert has fired yet.")
+        return
+    labels = {e.fingerprint: actions.episode_label(e) for e in latest}
+    with st.form("ack_form", clear_on_submit=True):
+        chosen = st.selectbox(
+            "Alert", list(labels), format_func=lambda key: labels[key], key="ack_alert"
+        )
+        verdict = st.radio("Verdict", list(actions.VERDICTS), horizontal=True, key="ack_verdict")
+        note = st.text_input("Note", key="ack_note")
+        by = author_input(view, "ack_author")
+        submitted = st.form_submit_button("Acknowledge")
+    if submitted and chosen is not None:
+        try:
+            episode = actions.acknowledge(
+                view.alert_file, chosen, by, verdict or "not judged", note, time.time()
+            )
+        except WRITE_ERRORS as exc:
+            st.error(f"Not acknowledged: {_error_text(exc)}")
+        else:
+            marked = {"true": " as a true positive", "false": " as a false positive"}
+            done(
+                f"Acknowledged {episode.model} · {episode.check} by {episode.acked_by}"
+                f"{marked.get(episode.verdict or '', '')}."
+            )
+
+
+def silences_section(view: View) -> None:
+    st.subheader("Silences")
+    with st.form("silence_form", clear_on_submit=True):
+        matchers = st.text_area(
+            "Matchers, one per line",
+            key="silence_matchers",
+            placeholder='model="fraud-scorer"\ncheck!="up"',
+        )
+        duration = st.text_input("Duration", value="1h", key="silence_duration")
+        comment = st.text_input("Comment (why)", key="silence_comment")
+        author = author_input(view, "silence_author")
+        submitted = st.form_submit_button("Add silence")
+    if submitted:
+        try:
+            silence = actions.add_silence(
+                view.alert_file, matchers, duration, author, comment, time.time()
+            )
+        except WRITE_ERRORS as exc:
+            st.error(f"Silence not added: {_error_text(exc)}")
+        else:
+            done(f"Silence {silence.id} added until {data.utc(silence.ends_at)}.")
+
+    now = time.time()
+    silences = read_silences(view.alert_file)
+    if not silences:
+        st.caption("No silences yet.")
+        return
+    st.dataframe(
+        actions.silence_table(silences, now),
+        hide_index=True,
+        width="stretch",
+        key="silences",
+        column_config={
+            "starts": st.column_config.DatetimeColumn("Starts"),
+            "ends": st.column_config.DatetimeColumn("Ends"),
+        },
     )
+    current = [s for s in silences if s.status(now) != "expired"]
+    if not current:
+        return
+    names = {s.id: f"{s.id} · {' '.join(str(m) for m in s.matchers)}" for s in current}
+    with st.form("expire_form"):
+        chosen = st.selectbox(
+            "Silence", list(names), format_func=lambda key: names[key], key="expire_id"
+        )
+        expire = st.form_submit_button("Expire now")
+    if expire and chosen is not None:
+        try:
+            ended = actions.expire_silence(view.alert_file, chosen, time.time())
+        except WRITE_ERRORS as exc:
+            st.error(f"Silence not expired: {_error_text(exc)}")
+        else:
+            done(f"Silence {ended.id} expired; it stays listed for audit.")
+
+
+def report_section(view: View) -> None:
+    st.subheader("Feedback per rule")
+    report = actions.report_table(read_episodes(view.alert_file))
+    if report.empty:
+        st.caption("No alert has fired yet.")
+        return
+    st.dataframe(report, hide_index=True, width="stretch", key="feedback_report")
+    st.caption("The same figures as `watchkeeper alerts report`; noisy rules come first.")
+
+
+def body(view: View) -> None:
+    message = st.session_state.pop(DONE_KEY, None)
+    if message:
+        st.success(message)
+    alerts_section(view)
+    acknowledge_section(view)
+    silences_section(view)
+    report_section(view)
 
 
 run_page("Alerts", body, needs_store=False)

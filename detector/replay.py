@@ -189,10 +189,9 @@ def replay_model(
             judge.profile = profile_batch(_slice(batch, low, high), reference_id)
         for finding in judge.judge(batch, end):
             on_finding(finding)
-            settings = mc.checks.settings(finding.check)
-            for_s = float(getattr(settings, "for_", 0.0))
+            for_s, keep_firing_for_s = mc.checks.timing(finding.check)
             key = (finding.check, finding.subject)
-            current, moved = advance(alerts.get(key), finding, mc.labels, for_s)
+            current, moved = advance(alerts.get(key), finding, mc.labels, for_s, keep_firing_for_s)
             if current is None:
                 alerts.pop(key, None)
             else:

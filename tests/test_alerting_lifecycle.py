@@ -32,11 +32,16 @@ def finding(t: float, breached: bool, value: float | None = None) -> Finding:
 
 
 def run(
-    steps: Sequence[tuple[float, bool]], for_s: float, alert: Alert | None = None
+    steps: Sequence[tuple[float, bool]],
+    for_s: float,
+    alert: Alert | None = None,
+    keep_firing_for_s: float = 0.0,
 ) -> tuple[Alert | None, list[Transition]]:
     transitions = []
     for t, breached in steps:
-        alert, moved = advance(alert, finding(t, breached), {"team": "risk"}, for_s)
+        alert, moved = advance(
+            alert, finding(t, breached), {"team": "risk"}, for_s, keep_firing_for_s
+        )
         if moved is not None:
             transitions.append(moved)
     return alert, transitions
@@ -165,3 +170,91 @@ def test_labels_identify_the_alert() -> None:
     assert alert.fingerprint == fingerprint(alert.label_map)
     other, _ = advance(None, finding(0, True), {"team": "payments"}, 0)
     assert other is not None and other.fingerprint != alert.fingerprint
+
+
+# keep_firing_for, as Prometheus: (case, for_s, keep_firing_for_s, steps, final, transitions)
+KEEP_FIRING_CASES = [
+    (
+        "held while clear for less than keep_firing_for",
+        0,
+        600,
+        [(0, True), (5, False), (10, False)],
+        "firing",
+        [(None, "firing", 0)],
+    ),
+    (
+        "resolves once clear for keep_firing_for, counted from the first clear",
+        0,
+        600,
+        [(0, True), (5, False), (10, False), (15, False)],
+        "resolved",
+        [(None, "firing", 0), ("firing", "resolved", 15)],
+    ),
+    (
+        "a breach while held keeps it firing and restarts the count",
+        0,
+        600,
+        [(0, True), (5, False), (10, True), (15, False), (20, False), (25, False)],
+        "resolved",
+        [(None, "firing", 0), ("firing", "resolved", 25)],
+    ),
+    (
+        "a pending alert that clears is still dropped",
+        300,
+        600,
+        [(0, True), (3, False)],
+        None,
+        [(None, "pending", 0)],
+    ),
+    (
+        "zero keep_firing_for resolves at the first clear",
+        0,
+        0,
+        [(0, True), (5, False)],
+        "resolved",
+        [(None, "firing", 0), ("firing", "resolved", 5)],
+    ),
+    (
+        "after for and keep_firing_for, it re-fires as a new episode",
+        300,
+        300,
+        [(0, True), (5, True), (10, False), (15, False), (20, True), (25, True)],
+        "firing",
+        [
+            (None, "pending", 0),
+            ("pending", "firing", 5),
+            ("firing", "resolved", 15),
+            ("resolved", "pending", 20),
+            ("pending", "firing", 25),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("for_s", "keep_s", "steps", "final", "expected"),
+    [case[1:] for case in KEEP_FIRING_CASES],
+    ids=[case[0] for case in KEEP_FIRING_CASES],
+)
+def test_keep_firing_for(
+    for_s: float,
+    keep_s: float,
+    steps: list[tuple[float, bool]],
+    final: str | None,
+    expected: list[tuple[str | None, str, float]],
+) -> None:
+    alert, transitions = run(steps, for_s, keep_firing_for_s=keep_s)
+    assert (alert.state if alert else None) == final
+    assert [(t.previous, t.alert.state, t.at / MINUTE) for t in transitions] == expected
+    for moved in transitions:
+        assert moved.at == moved.alert.updated_at
+
+
+def test_a_held_alert_remembers_when_it_cleared_and_keeps_its_last_breach() -> None:
+    alert, _ = run([(0, True), (5, False), (10, False)], 0, keep_firing_for_s=600)
+    assert alert is not None
+    assert (alert.keep_firing_since, alert.updated_at) == (5 * MINUTE, 10 * MINUTE)
+    assert (alert.value, alert.summary) == (0.31, "error rate 31%")
+    again, _ = run([(12, True)], 0, alert=alert, keep_firing_for_s=600)
+    assert again is not None and again.keep_firing_since is None
+    assert again.fired_at == 0.0  # the same episode

@@ -7,12 +7,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from watchkeeper.alerting import Alert, AlertStateStore, fingerprint
+from watchkeeper.alerting import (
+    Alert,
+    AlertStateStore,
+    FeedbackStore,
+    SilenceStore,
+    fingerprint,
+    read_episodes,
+    read_silences,
+    rule_report,
+)
 from watchkeeper.dashboard import app_path
 from watchkeeper.dashboard.auth import write_auth_file
 from watchkeeper.tsdb import Finding, Prediction, SQLiteStore
@@ -261,7 +271,7 @@ def test_alerts_page_shows_firing_and_resolved(
     assert active[["check", "subject", "state"]].values.tolist() == [["drift", "amount", "firing"]]
     assert resolved[["check", "state"]].values.tolist() == [["error_rate", "resolved"]]
     assert len(charts(at)) == 1
-    assert "not available yet" in texts(at)
+    assert "No silences yet." in texts(at)
 
 
 def test_sidebar_choices_stay_when_switching_pages(
@@ -338,14 +348,199 @@ def test_a_password_guards_every_page(
     assert [h.value for h in at.header] == []  # no page before logging in
     assert not at.dataframe
 
+    at.text_input(key="login_name").input("ana")
     at.text_input(key="password").input("wrong")
     at.button[0].click().run()
     assert "Wrong password." in at.error[0].value
     assert not at.dataframe
 
+    at.text_input(key="login_name").input("")
+    at.text_input(key="password").input("s3cret")
+    at.button[0].click().run()
+    assert "Give your name" in at.error[0].value
+
+    at.text_input(key="login_name").input("ana")
     at.text_input(key="password").input("s3cret")
     at.button[0].click().run()
     assert not at.exception
     assert [h.value for h in at.header] == ["Fleet"]
     at.switch_page("page_alerts.py").run()
     assert [h.value for h in at.header] == ["Alerts"]
+
+
+def table(at: AppTest, column: str) -> Any:
+    """The first table on the page with a column called `column`."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    """Press the (form submit) button called `label` and rerun."""
+    found = [b for b in at.button if b.label == label]
+    assert found, [b.label for b in at.button]
+    return found[0].click().run()
+
+
+@pytest.fixture
+def fired(data_dir: Path) -> Path:
+    """The seeded alerts' firing episodes in the feedback log, as alerting records them."""
+    feedback = FeedbackStore(data_dir / "alerts.db")
+    state = AlertStateStore(data_dir / "alerts.db")
+    try:
+        for kept in state.alerts(["firing", "resolved"]):
+            feedback.observe(kept)
+    finally:
+        state.close()
+        feedback.close()
+    return data_dir
+
+
+def alerts_page(monkeypatch: pytest.MonkeyPatch, data_dir: Path, *args: str) -> AppTest:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml"), *args).run()
+    at.sidebar.selectbox(key="refresh").select("off").run()
+    at.switch_page("page_alerts.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_alerts_page_adds_and_expires_silences(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = alerts_page(monkeypatch, data_dir)
+    at.text_area(key="silence_matchers").input('model="fraud-scorer"\ncheck=~"drift|up"')
+    at.text_input(key="silence_duration").input("2h")
+    at.text_input(key="silence_comment").input("retraining tonight")
+    at.text_input(key="silence_author").input("bo")
+    started = time.time()
+    at = click(at, "Add silence")
+    assert not at.exception, at.exception
+    assert "Silence" in at.success[0].value and "added" in at.success[0].value
+
+    (silence,) = read_silences(data_dir / "alerts.db")
+    assert [str(m) for m in silence.matchers] == ['model="fraud-scorer"', 'check=~"drift|up"']
+    assert (silence.created_by, silence.comment) == ("bo", "retraining tonight")
+    assert started <= silence.starts_at <= time.time()
+    assert silence.ends_at - silence.starts_at == 7200
+    listed = table(at, "matchers")
+    assert listed[["id", "status", "author"]].values.tolist() == [[silence.id, "active", "bo"]]
+
+    at.selectbox(key="expire_id").select(silence.id)
+    at = click(at, "Expire now")
+    assert not at.exception, at.exception
+    (kept,) = read_silences(data_dir / "alerts.db")  # expired, kept for audit
+    assert kept.id == silence.id and kept.status(time.time()) == "expired"
+    assert table(at, "matchers")["status"].tolist() == ["expired"]
+    assert "expire_id" not in {w.key for w in at.selectbox}  # nothing left to expire
+    assert "expired; it stays listed for audit" in at.success[0].value
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"silence_matchers": "model=fraud scorer", "silence_comment": "x"}, "not a label"),
+        ({"silence_matchers": 'team="risk"', "silence_comment": "x"}, "author"),
+        (
+            {"silence_matchers": 'team="risk"', "silence_comment": "x", "silence_author": "bo",
+             "silence_duration": "soon"},
+            "expected a duration",
+        ),
+        ({"silence_comment": "x", "silence_author": "bo"}, "at least one matcher"),
+    ],
+)  # fmt: skip
+def test_a_bad_silence_is_refused_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path, fields: dict[str, str], message: str
+) -> None:
+    at = alerts_page(monkeypatch, data_dir)
+    for key, value in fields.items():
+        widget = at.text_area(key=key) if key == "silence_matchers" else at.text_input(key=key)
+        widget.input(value)
+    if "silence_author" not in fields:
+        at.text_input(key="silence_author").input("")
+    at = click(at, "Add silence")
+    assert not at.exception, at.exception
+    assert "Silence not added" in at.error[0].value and message in at.error[0].value
+    assert read_silences(data_dir / "alerts.db") == []
+
+
+def test_alerts_page_acknowledges_with_a_verdict_and_reports_per_rule(
+    monkeypatch: pytest.MonkeyPatch, fired: Path
+) -> None:
+    path = fired / "alerts.db"
+    at = alerts_page(monkeypatch, fired)
+    drift = next(e for e in read_episodes(path) if e.check == "drift")
+    assert at.selectbox(key="ack_alert").value == drift.fingerprint  # the latest first
+    at.radio(key="ack_verdict").set_value("false positive")
+    at.text_input(key="ack_note").input("seasonal shift")
+    at.text_input(key="ack_author").input("cy")
+    at = click(at, "Acknowledge")
+    assert not at.exception, at.exception
+    assert "as a false positive" in at.success[0].value
+
+    stored = next(e for e in read_episodes(path) if e.check == "drift")
+    assert (stored.acked_by, stored.verdict, stored.note) == ("cy", "false", "seasonal shift")
+    report = table(at, "median to resolve")
+    expected = rule_report(read_episodes(path))  # what `watchkeeper alerts report` prints
+    assert report[["model", "check", "fired", "false", "true"]].values.tolist() == [
+        [s.model, s.check, s.fired, s.false_positives, s.true_positives] for s in expected
+    ]
+    assert report.values.tolist() == [
+        ["fraud-scorer", "drift", 1, 1, 0, "-"],
+        ["fraud-scorer", "error_rate", 1, 0, 0, "500s"],  # fired +1900 s, resolved +2400 s
+    ]
+
+
+def test_without_an_author_nothing_is_acknowledged(
+    monkeypatch: pytest.MonkeyPatch, fired: Path
+) -> None:
+    at = alerts_page(monkeypatch, fired)
+    at.radio(key="ack_verdict").set_value("true positive")
+    at = click(at, "Acknowledge")
+    assert "Not acknowledged" in at.error[0].value
+    assert all(e.acked_by is None for e in read_episodes(fired / "alerts.db"))
+
+
+def test_with_login_every_write_is_recorded_as_the_logged_in_user(
+    monkeypatch: pytest.MonkeyPatch, fired: Path, tmp_path: Path
+) -> None:
+    auth = write_auth_file(tmp_path / "auth", "s3cret")
+    at = app(monkeypatch, "--config", str(fired / "watchkeeper.yaml"), "--auth-file", str(auth))
+    at.run()
+    at.text_input(key="login_name").input("dee")
+    at.text_input(key="password").input("s3cret")
+    at.button[0].click().run()
+    at.sidebar.selectbox(key="refresh").select("off").run()
+    at.switch_page("page_alerts.py").run()
+    assert not at.exception, at.exception
+    keys = {w.key for w in at.text_input}
+    assert "silence_author" not in keys and "ack_author" not in keys  # nobody else to name
+    assert "Recorded as **dee**." in texts(at)
+
+    at.text_area(key="silence_matchers").input('team="payments"')
+    at.text_input(key="silence_comment").input("game day")
+    at = click(at, "Add silence")
+    at.radio(key="ack_verdict").set_value("true positive")
+    at = click(at, "Acknowledge")
+    assert not at.exception, at.exception
+
+    path = fired / "alerts.db"
+    assert [s.created_by for s in read_silences(path)] == ["dee"]
+    assert [e.acked_by for e in read_episodes(path) if e.acked_by] == ["dee"]
+
+
+def test_the_dashboard_writes_only_the_alert_state_file(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    store_file = data_dir / "watchkeeper.db"
+    before = store_file.stat().st_mtime_ns, store_file.stat().st_size
+    at = alerts_page(monkeypatch, data_dir)
+    at.text_area(key="silence_matchers").input('team="risk"')
+    at.text_input(key="silence_comment").input("c")
+    at.text_input(key="silence_author").input("bo")
+    click(at, "Add silence")
+    assert (store_file.stat().st_mtime_ns, store_file.stat().st_size) == before
+    store = SilenceStore(data_dir / "alerts.db")
+    try:
+        assert len(store.silences()) == 1
+    finally:
+        store.close()

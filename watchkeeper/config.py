@@ -212,6 +212,7 @@ class UpCheck(_Section):
     enabled: bool = True
     staleness: Duration = 300.0
     for_: Duration = Field(0.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "critical"
 
 
@@ -223,6 +224,7 @@ class ErrorRateCheck(_Section):
     confidence: Probability = 0.95
     min_count: int = Field(20, ge=1)
     for_: Duration = Field(300.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "critical"
 
 
@@ -250,6 +252,7 @@ class DriftCheck(_Section):
     js_threshold: float = Field(0.1, gt=0.0, le=1.0)
     wasserstein_threshold: float = Field(0.25, gt=0.0)
     for_: Duration = Field(900.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
@@ -269,6 +272,7 @@ class LatencyCheck(_Section):
     baseline: Duration = 86400.0
     min_count: int = Field(50, ge=5)
     for_: Duration = Field(900.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
@@ -283,6 +287,7 @@ class ThroughputCheck(_Section):
     spike_ratio: float = Field(2.0, gt=1.0)
     baseline: Duration = 7 * 86400.0
     for_: Duration = Field(900.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
@@ -295,6 +300,7 @@ class FallbackRateCheck(_Section):
     confidence: Probability = 0.95
     min_count: int = Field(20, ge=1)
     for_: Duration = Field(900.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
@@ -313,6 +319,7 @@ class EfficacyCheck(_Section):
     min_drop: float = Field(0.1, gt=0.0)
     confidence: Probability = 0.95
     for_: Duration = Field(3600.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "critical"
 
 
@@ -325,6 +332,7 @@ class MissingCheck(_Section):
     min_increase: float = Field(0.1, gt=0.0, le=1.0)
     min_samples: int = Field(30, ge=1)
     for_: Duration = Field(900.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
@@ -339,6 +347,7 @@ class OutOfRangeCheck(_Section):
     min_fraction: Probability = 0.02
     min_samples: int = Field(30, ge=1)
     for_: Duration = Field(900.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
@@ -351,13 +360,16 @@ class SchemaCheck(_Section):
     min_fraction: Probability = 0.05
     min_samples: int = Field(30, ge=1)
     for_: Duration = Field(900.0, alias="for")
+    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
 class ChecksConfig(_Section):
     """Every check of a model, each with its own defaults; `correction` is how the p-values of
     all tests of a model in one window are corrected together (Holm: family-wise error rate;
-    bh: Benjamini-Hochberg false discovery rate)."""
+    bh: Benjamini-Hochberg false discovery rate). Every check also has `for` (how long a breach
+    must last before its alert fires) and `keep_firing_for` (how long a firing alert stays
+    firing after its condition clears)."""
 
     up: UpCheck = UpCheck()
     error_rate: ErrorRateCheck = ErrorRateCheck()
@@ -382,6 +394,15 @@ class ChecksConfig(_Section):
             return None
         found = getattr(self, name)
         return found if isinstance(found, BaseModel) else None
+
+    def timing(self, check: str) -> tuple[float, float]:
+        """`(for, keep_firing_for)` in seconds of the check called `check`; zeros if unknown."""
+        settings = self.settings(check)
+        if settings is None:
+            return 0.0, 0.0
+        return float(getattr(settings, "for_", 0.0)), float(
+            getattr(settings, "keep_firing_for", 0.0)
+        )
 
 
 class ModelConfig(_Section):
@@ -481,6 +502,8 @@ class AlertingConfig(_Section):
     retry_backoff_max: Annotated[Duration, Field(gt=0.0)] = 300.0
     alertmanager_urls: list[str] = []
     alertmanager_resend: Annotated[Duration, Field(gt=0.0)] = 60.0
+    no_data_after: Annotated[Duration, Field(gt=0.0)] | None = None
+    no_data_state: Literal["alerting", "ok", "keep_last"] = "keep_last"
 
     @field_validator("alertmanager_urls")
     @classmethod
