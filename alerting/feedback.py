@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .outbox import connect
+from .outbox import connect, read_only
 from .records import Alert
 
 Verdict = Literal["true", "false"]
@@ -77,18 +77,7 @@ def _select(conn: sqlite3.Connection, fingerprint: str | None = None) -> list[Ep
 def read_episodes(path: Path) -> list[Episode]:
     """Every episode in a state file written by another process, the latest first; `[]` if
     there is none yet. Read-only: never creates or changes the file."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
-    try:
-        return _select(conn)
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
+    return read_only(Path(path), _select)
 
 
 class FeedbackStore:

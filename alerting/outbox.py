@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nflog (
@@ -41,6 +42,26 @@ def connect(path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     return conn
+
+
+T = TypeVar("T")
+
+
+def read_only(path: Path, select: Callable[[sqlite3.Connection], list[T]]) -> list[T]:
+    """`select` run on a read-only connection to a state file another process writes; `[]`
+    when the file or its table does not exist yet. Never creates or changes the file, so a
+    reader started before alerting (the dashboard, the CLI) leaves nothing behind."""
+    if not path.is_file():
+        return []
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+    try:
+        return select(conn)
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from .muting import Silence, SilenceMuter
-from .outbox import connect
+from .outbox import connect, read_only
 from .routing import parse_matcher
 
 _SCHEMA = """
@@ -45,18 +45,7 @@ def _select(conn: sqlite3.Connection) -> list[Silence]:
 def read_silences(path: Path) -> list[Silence]:
     """Every silence in a state file written by another process, newest first; `[]` if there
     is no file or no silence yet. Read-only: never creates or changes the file."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
-    try:
-        return _select(conn)
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
+    return read_only(Path(path), _select)
 
 
 class SilenceStore:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Collection
 from pathlib import Path
 
+from .outbox import read_only
 from .records import Alert, AlertState, NotificationRecord
 
 _SCHEMA = """
@@ -197,15 +198,4 @@ def read_alerts(path: Path, states: Collection[str] | None = None) -> list[Alert
     Opens the file read-only and never creates it, so a dashboard started before alerting
     neither fails nor leaves an empty file behind.
     """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
-    try:
-        return _select_alerts(conn, states)
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
+    return read_only(Path(path), lambda conn: _select_alerts(conn, states))

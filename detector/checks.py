@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from watchkeeper.config import DriftCheck, ErrorRateCheck, UpCheck, format_duration
 from watchkeeper.tsdb import FeatureValue, Finding, Prediction
 
-from .stats import holm, ks_two_sample, wilson_interval
+from .health import error_rate_finding
+from .stats import holm, ks_two_sample
 
 
 def rule_hash(check: str, cfg: BaseModel) -> str:
@@ -94,37 +95,10 @@ def check_error_rate(
     observations the uncertainty comes from. Breached only with at least `min_count`
     predictions and the interval's lower bound above the threshold.
     """
-    n = len(predictions)
-    errors = sum(1 for p in predictions if p.error)
-    weight = sum(_weight(p) for p in predictions)
-    error_weight = sum(_weight(p) for p in predictions if p.error)
-    rate = error_weight / weight if weight > 0 else 0.0
-    interval = wilson_interval(errors, n, cfg.confidence)
-    enough = n >= cfg.min_count
-    breached = enough and interval[0] > cfg.threshold
-    if not enough:
-        summary = f"not enough data: {n} predictions (need {cfg.min_count}) to judge the error rate"
-    else:
-        level = f"{cfg.confidence:.0%} CI {interval[0]:.1%}-{interval[1]:.1%}"
-        relation = "above" if breached else "not clearly above"
-        summary = (
-            f"error rate {rate:.1%} ({level}) {relation} {cfg.threshold:.1%} over {n} predictions"
-        )
-    return Finding(
-        model=model,
-        check="error_rate",
-        subject="",
-        statistic="error_rate",
-        value=rate,
-        threshold=cfg.threshold,
-        breached=breached,
-        severity=cfg.severity,
-        window_start=window_start,
-        window_end=window_end,
-        interval=interval,
-        rule_hash=rule_hash("error_rate", cfg),
-        summary=summary,
-        n=n,
+    error = np.fromiter((1.0 if p.error else 0.0 for p in predictions), float, len(predictions))
+    weight = np.fromiter((_weight(p) for p in predictions), float, len(predictions))
+    return error_rate_finding(
+        model, error, weight, window_start, window_end, cfg, rule_hash("error_rate", cfg)
     )
 
 
