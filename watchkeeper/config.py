@@ -206,29 +206,36 @@ class ScrapeTarget(_Section):
         return value
 
 
-class UpCheck(_Section):
-    """Fires when a model has sent nothing for longer than `staleness`."""
+class _Check(_Section):
+    """What every check has: a switch, how long a breach must last before the alert fires
+    (`for`), how long a fired alert stays firing after the breach clears
+    (`keep_firing_for`), and the severity of its alerts."""
 
     enabled: bool = True
+    for_: Duration = Field(900.0, alias="for")
+    keep_firing_for: Duration = 0.0
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class UpCheck(_Check):
+    """Fires when a model has sent nothing for longer than `staleness`."""
+
     staleness: Duration = 300.0
     for_: Duration = Field(0.0, alias="for")
-    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "critical"
 
 
-class ErrorRateCheck(_Section):
+class ErrorRateCheck(_Check):
     """Fires when the error rate is above `threshold` with `confidence` (Wilson lower bound)."""
 
-    enabled: bool = True
     threshold: Probability = 0.05
     confidence: Probability = 0.95
     min_count: int = Field(20, ge=1)
     for_: Duration = Field(300.0, alias="for")
-    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "critical"
 
 
-class DriftCheck(_Section):
+class DriftCheck(_Check):
     """Has a feature's, the prediction's or the label's distribution moved from the reference?
 
     Numeric columns use `numeric_test` (default KS), categorical ones `categorical_test`
@@ -241,7 +248,6 @@ class DriftCheck(_Section):
     when no reference file is given.
     """
 
-    enabled: bool = True
     p_value: Probability = 0.01
     min_effect: float = Field(0.1, gt=0.0, le=1.0)
     min_samples: int = Field(50, ge=5)
@@ -251,12 +257,9 @@ class DriftCheck(_Section):
     psi_threshold: float = Field(0.25, gt=0.0)
     js_threshold: float = Field(0.1, gt=0.0, le=1.0)
     wasserstein_threshold: float = Field(0.25, gt=0.0)
-    for_: Duration = Field(900.0, alias="for")
-    keep_firing_for: Duration = 0.0
-    severity: Literal["info", "warning", "critical"] = "warning"
 
 
-class LatencyCheck(_Section):
+class LatencyCheck(_Check):
     """Fires when the latency `quantile` is above `slo_ms`, or, without an SLO, when it rose
     clearly above the model's own baseline (the trailing `baseline` of windows before).
 
@@ -264,54 +267,41 @@ class LatencyCheck(_Section):
     also requires the quantile to be at least `min_ratio` times the baseline.
     """
 
-    enabled: bool = True
     p_value: Probability = 0.01
     quantile: float = Field(0.95, gt=0.0, lt=1.0)
     slo_ms: float | None = Field(None, gt=0.0)
     min_ratio: float = Field(1.5, gt=1.0)
     baseline: Duration = 86400.0
     min_count: int = Field(50, ge=5)
-    for_: Duration = Field(900.0, alias="for")
-    keep_firing_for: Duration = 0.0
-    severity: Literal["info", "warning", "critical"] = "warning"
 
 
-class ThroughputCheck(_Section):
+class ThroughputCheck(_Check):
     """Fires when traffic drops below `drop_ratio` or spikes above `spike_ratio` times its
     baseline, the median of the same time of day over the trailing `baseline` (daily
     seasonality), and a Poisson test agrees. Not judged before a day of history is known."""
 
-    enabled: bool = True
     p_value: Probability = 0.01
     drop_ratio: float = Field(0.5, gt=0.0, lt=1.0)
     spike_ratio: float = Field(2.0, gt=1.0)
     baseline: Duration = 7 * 86400.0
-    for_: Duration = Field(900.0, alias="for")
-    keep_firing_for: Duration = 0.0
-    severity: Literal["info", "warning", "critical"] = "warning"
 
 
-class FallbackRateCheck(_Section):
+class FallbackRateCheck(_Check):
     """Fires when the share of predictions served by a fallback is above `threshold` with
     `confidence` (Wilson lower bound), like the error rate."""
 
-    enabled: bool = True
     threshold: Probability = 0.05
     confidence: Probability = 0.95
     min_count: int = Field(20, ge=1)
-    for_: Duration = Field(900.0, alias="for")
-    keep_firing_for: Duration = 0.0
-    severity: Literal["info", "warning", "critical"] = "warning"
 
 
-class EfficacyCheck(_Section):
+class EfficacyCheck(_Check):
     """Has the model got worse against its labels? Judged on the window ending `delay` before
     the evaluation time (None: inferred from how late labels arrive), only when at least
     `min_coverage` of it is labelled and `min_labels` labels are known; breached when a metric
     is significantly below the reference (one-sided, in the model's correction family) by at
     least `min_drop` (absolute, or relative for MAE and RMSE)."""
 
-    enabled: bool = True
     p_value: Probability = 0.01
     delay: Duration | None = None
     min_coverage: Probability = 0.5
@@ -319,49 +309,36 @@ class EfficacyCheck(_Section):
     min_drop: float = Field(0.1, gt=0.0)
     confidence: Probability = 0.95
     for_: Duration = Field(3600.0, alias="for")
-    keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "critical"
 
 
-class MissingCheck(_Section):
+class MissingCheck(_Check):
     """Fires when a feature's missing-value rate rose by at least `min_increase` over the
     reference's rate, significantly (binomial, in the correction family)."""
 
-    enabled: bool = True
     p_value: Probability = 0.01
     min_increase: float = Field(0.1, gt=0.0, le=1.0)
     min_samples: int = Field(30, ge=1)
-    for_: Duration = Field(900.0, alias="for")
-    keep_firing_for: Duration = 0.0
-    severity: Literal["info", "warning", "critical"] = "warning"
 
 
-class OutOfRangeCheck(_Section):
+class OutOfRangeCheck(_Check):
     """Fires when at least `min_fraction` of a numeric feature's values fall outside the
     reference range widened by `margin` times its width on each side, significantly more
     often than a new draw from the reference would."""
 
-    enabled: bool = True
     p_value: Probability = 0.01
     margin: float = Field(0.1, ge=0.0)
     min_fraction: Probability = 0.02
     min_samples: int = Field(30, ge=1)
-    for_: Duration = Field(900.0, alias="for")
-    keep_firing_for: Duration = 0.0
-    severity: Literal["info", "warning", "critical"] = "warning"
 
 
-class SchemaCheck(_Section):
+class SchemaCheck(_Check):
     """Fires on wrong types (a numeric feature receiving text), unseen categories, features
     that stopped arriving or new ones, when at least `min_fraction` of a window is affected."""
 
-    enabled: bool = True
     p_value: Probability = 0.01
     min_fraction: Probability = 0.05
     min_samples: int = Field(30, ge=1)
-    for_: Duration = Field(900.0, alias="for")
-    keep_firing_for: Duration = 0.0
-    severity: Literal["info", "warning", "critical"] = "warning"
 
 
 class ChecksConfig(_Section):
@@ -383,7 +360,7 @@ class ChecksConfig(_Section):
     schema_: SchemaCheck = Field(SchemaCheck(), alias="schema")
     correction: Literal["holm", "bh"] = "holm"
 
-    def settings(self, check: str) -> BaseModel | None:
+    def settings(self, check: str) -> _Check | None:
         """The settings of the check called `check` (as findings name it), None if unknown.
 
         Use this rather than `getattr`: the `schema` check is kept in the attribute `schema_`
@@ -393,7 +370,7 @@ class ChecksConfig(_Section):
         if name == "correction" or name not in type(self).model_fields:
             return None
         found = getattr(self, name)
-        return found if isinstance(found, BaseModel) else None
+        return found if isinstance(found, _Check) else None
 
     def timing(self, check: str) -> tuple[float, float]:
         """`(for, keep_firing_for)` in seconds of the check called `check`; zeros if unknown."""
