@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .annotations import alert_annotations, dashboard_link, runbook_url, runbooks
     from .delivery import Deliverer, RetryPolicy, send_with_limit
     from .feedback import Episode, FeedbackStore, RuleStats, read_episodes, rule_report
     from .grouping import Dispatcher, Flush
@@ -26,9 +27,16 @@ if TYPE_CHECKING:
     from .muting import DEFAULT_INHIBIT_RULE, Inhibitor, InhibitRule, Muter, Silence, SilenceMuter
     from .nodata import NODATA_CHECK, NoDataState, apply_no_data, is_stale, nodata_labels
     from .notify import AppriseNotifier, ConsoleNotifier, Notifier, SendResult, console_line, render
-    from .outbox import LogEntry, Message, Outbox, QueuedMessage
+    from .outbox import LogEntry, Message, Outbox, QueuedMessage, record_sent_stage
     from .pipeline import STAGE_NAMES, Notice, Pipeline, Receiver, build_pipeline, needs_update
-    from .records import Alert, AlertState, NotificationRecord, Transition, fingerprint
+    from .records import (
+        DESCRIPTIVE_LABELS,
+        Alert,
+        AlertState,
+        NotificationRecord,
+        Transition,
+        fingerprint,
+    )
     from .routing import Matcher, Route, matching_routes, parse_matcher
     from .silences import SilenceStore, read_silences
     from .state import AlertStateStore, read_alerts
@@ -42,6 +50,7 @@ _WHERE = {
     "AppriseNotifier": "notify",
     "ConsoleNotifier": "notify",
     "DEFAULT_INHIBIT_RULE": "muting",
+    "DESCRIPTIVE_LABELS": "records",
     "Deliverer": "delivery",
     "DeliveryMetrics": "metrics",
     "Dispatcher": "grouping",
@@ -73,10 +82,12 @@ _WHERE = {
     "SilenceStore": "silences",
     "Transition": "records",
     "advance": "lifecycle",
+    "alert_annotations": "annotations",
     "alert_labels": "lifecycle",
     "apply_no_data": "nodata",
     "build_pipeline": "pipeline",
     "console_line": "notify",
+    "dashboard_link": "annotations",
     "fingerprint": "records",
     "is_stale": "nodata",
     "matching_routes": "routing",
@@ -86,14 +97,18 @@ _WHERE = {
     "read_alerts": "state",
     "read_episodes": "feedback",
     "read_silences": "silences",
+    "record_sent_stage": "outbox",
     "render": "notify",
     "render_group": "templates",
     "rule_report": "feedback",
+    "runbook_url": "annotations",
+    "runbooks": "annotations",
     "send_with_limit": "delivery",
 }
 
 __all__ = [
     "DEFAULT_INHIBIT_RULE",
+    "DESCRIPTIVE_LABELS",
     "NODATA_CHECK",
     "STAGE_NAMES",
     "Alert",
@@ -131,10 +146,12 @@ __all__ = [
     "SilenceStore",
     "Transition",
     "advance",
+    "alert_annotations",
     "alert_labels",
     "apply_no_data",
     "build_pipeline",
     "console_line",
+    "dashboard_link",
     "fingerprint",
     "is_stale",
     "matching_routes",
@@ -144,9 +161,12 @@ __all__ = [
     "read_alerts",
     "read_episodes",
     "read_silences",
+    "record_sent_stage",
     "render",
     "render_group",
     "rule_report",
+    "runbook_url",
+    "runbooks",
     "send_with_limit",
 ]
 

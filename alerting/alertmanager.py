@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from .annotations import Runbooks, alert_annotations, no_runbook
 from .records import Alert
 
 logger = logging.getLogger(__name__)
@@ -27,28 +28,24 @@ def _iso(ts: float) -> str:
 
 
 def am_alert(
-    alert: Alert, now: float, valid_s: float, generator_url: str = ""
+    alert: Alert, now: float, valid_s: float, generator_url: str = "", runbook: str = ""
 ) -> dict[str, object]:
-    """One alert in Alertmanager's v2 API shape (empty labels dropped, `alertname` = check)."""
+    """One alert in Alertmanager's v2 API shape: labels (empty ones dropped, `alertname` =
+    check, `version` included: it is fixed for the alert's episode, so Alertmanager sees one
+    alert per episode) and `alert_annotations`."""
     labels = {k: v for k, v in alert.labels if v}
     labels.setdefault("alertname", labels.get("check", "watchkeeper"))
-    annotations = {
-        "summary": alert.summary or f"value {alert.value:g} vs threshold {alert.threshold:g}",
-        "value": f"{alert.value:g}",
-        "threshold": f"{alert.threshold:g}",
-    }
-    if generator_url:
-        annotations["dashboard"] = generator_url
-    started = alert.fired_at if alert.fired_at is not None else alert.active_since
+    notes = alert_annotations(alert, generator_url, runbook)
+    started = alert.since
     ends = alert.resolved_at if alert.state == "resolved" and alert.resolved_at else now + valid_s
     body: dict[str, object] = {
         "labels": labels,
-        "annotations": annotations,
+        "annotations": notes,
         "startsAt": _iso(started),
         "endsAt": _iso(max(ends, started)),
     }
-    if generator_url:
-        body["generatorURL"] = generator_url
+    if "dashboard" in notes:
+        body["generatorURL"] = notes["dashboard"]
     return body
 
 
@@ -56,7 +53,13 @@ class AlertmanagerHandoff:
     """Posts alerts to one Alertmanager at `url` (e.g. `http://127.0.0.1:9093`)."""
 
     def __init__(
-        self, url: str, *, resend_s: float = 60.0, timeout_s: float = 10.0, generator_url: str = ""
+        self,
+        url: str,
+        *,
+        resend_s: float = 60.0,
+        timeout_s: float = 10.0,
+        generator_url: str = "",
+        runbook: Runbooks = no_runbook,
     ) -> None:
         if urlsplit(url).scheme not in ("http", "https"):
             raise ValueError(f"expected an http:// or https:// Alertmanager URL, got {url!r}")
@@ -64,6 +67,7 @@ class AlertmanagerHandoff:
         self.resend_s = resend_s
         self.timeout_s = timeout_s
         self.generator_url = generator_url
+        self.runbook = runbook
         self._last_ok: float | None = None
         self._told_firing: set[str] = set()
 
@@ -83,7 +87,10 @@ class AlertmanagerHandoff:
         if not chosen and self._last_ok is not None and not self._told_firing:
             self._last_ok = now
             return True
-        payload = [am_alert(a, now, 4 * self.resend_s, self.generator_url) for a in chosen]
+        payload = [
+            am_alert(a, now, 4 * self.resend_s, self.generator_url, self.runbook(a.label_map))
+            for a in chosen
+        ]
         request = urllib.request.Request(
             f"{self.url}/api/v2/alerts",
             data=json.dumps(payload).encode(),

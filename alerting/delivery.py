@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .metrics import DeliveryMetrics
 from .notify import Notifier, SendResult
-from .outbox import Outbox, QueuedMessage
+from .outbox import Outbox, QueuedMessage, RecordSent, record_sent_stage
 from .state import AlertStateStore
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ class RetryPolicy:
 
 
 class Deliverer:
-    """Sends what the outbox holds to `targets` (target key → notifier) and records outcomes."""
+    """Sends what the outbox holds to `targets` (target key → notifier) and records outcomes
+    through the pipeline's `record_sent` stage (default: `record_sent_stage(outbox, log)`)."""
 
     def __init__(
         self,
@@ -75,6 +76,7 @@ class Deliverer:
         metrics: DeliveryMetrics | None = None,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        record_sent: RecordSent | None = None,
     ) -> None:
         self.outbox = outbox
         self.targets = dict(targets)
@@ -83,6 +85,7 @@ class Deliverer:
         self.metrics = metrics
         self.clock = clock
         self._log = log
+        self._record_sent = record_sent or record_sent_stage(outbox, log)
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self._wake: dict[str, threading.Event] = {k: threading.Event() for k in self.targets}
@@ -210,12 +213,8 @@ class Deliverer:
     def _finish(
         self, queued: QueuedMessage, notifier: Notifier, status: str, detail: str, now: float
     ) -> None:
-        message = queued.message
-        self.outbox.mark(queued.id, status, detail, now)
-        for fp in message.fingerprints or ("",):
-            self._log.record_notification(
-                fp, message.state, notifier.name, status == "sent", detail, now
-            )
+        """The pipeline's record-sent stage, then the queue-depth metric."""
+        self._record_sent(queued, notifier.name, status, detail, now)
         self._update_depth()
 
     def _update_depth(self) -> None:

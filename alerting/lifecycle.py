@@ -43,14 +43,18 @@ IDENTITY_LABELS = ("model", "check", "subject", "severity")
 
 
 def alert_labels(finding: Finding, extra: Mapping[str, str]) -> dict[str, str]:
-    """The label set of the alert a finding speaks about: the model's labels plus its identity."""
+    """The label set of the alert a finding speaks about: the model's labels, its identity,
+    and `version` when the finding has one (descriptive: not part of the fingerprint)."""
     labels = dict(extra)
+    labels.pop("version", None)  # only the data says which version it is
     labels.update(
         model=finding.model,
         check=finding.check,
         subject=finding.subject,
         severity=finding.severity,
     )
+    if finding.version:
+        labels["version"] = finding.version
     return labels
 
 
@@ -64,9 +68,11 @@ def advance(
     """Move `current` by one finding; return the alert to keep (None: keep none) and the
     transition it made, if any.
 
-    `labels` are the model's user labels (e.g. `team`); the finding's model, check, subject
-    and severity are added to them. A finding no newer than the alert's `updated_at` changes
-    nothing, so re-processing findings after a restart is harmless. A firing alert resolves
+    `labels` are the model's user labels (e.g. `team`); the finding's model, check, subject,
+    severity and version are added to them. The version label is that of the finding that
+    started the episode; later findings set only `latest_version`. A finding no newer than
+    the alert's `updated_at` changes nothing, so re-processing findings after a restart is
+    harmless. A firing alert resolves
     only once its condition has been clear for `keep_firing_for_s` (measured from the first
     clear finding); until then it keeps the value and summary of its last breach.
     """
@@ -100,6 +106,7 @@ def advance(
             value=finding.value,
             threshold=finding.threshold,
             summary=finding.summary,
+            latest_version=finding.version,
         )
         return fresh, Transition(fresh, current.state if current else None, now)
 
@@ -129,4 +136,5 @@ def _follow(
         threshold=finding.threshold,
         summary=finding.summary,
         keep_firing_since=None,
+        latest_version=finding.version,
     )

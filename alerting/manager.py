@@ -32,6 +32,7 @@ from watchkeeper.config import Config
 from watchkeeper.tsdb import Finding
 
 from .alertmanager import AlertmanagerHandoff
+from .annotations import runbooks
 from .delivery import Deliverer, RetryPolicy, target_key
 from .feedback import FeedbackStore
 from .lifecycle import advance, alert_labels
@@ -98,14 +99,17 @@ class AlertManager:
         self._console = ConsoleNotifier(console) if alerting.console else None
         self.metrics = DeliveryMetrics(registry) if registry is not None else None
         self._rules = inhibit_rules(alerting)
+        runbook = runbooks(config)
         self.pipeline: Pipeline = build_pipeline(
             route_tree(alerting.route),
             self.receivers,
             self._outbox,
             inhibitor=self._inhibitor,
             silencer=self._silences.muter,
+            log=self._state,
             deadline_s=alerting.delivery_deadline,
             dashboard_url=alerting.dashboard_url,
+            runbook=runbook,
             on_queued=self._queued,
             clock=clock,
         )
@@ -121,6 +125,7 @@ class AlertManager:
             retry=retry,
             metrics=self.metrics,
             clock=clock,
+            record_sent=self.pipeline.record_sent,
         )
         self.handoffs = [
             AlertmanagerHandoff(
@@ -128,6 +133,7 @@ class AlertManager:
                 resend_s=alerting.alertmanager_resend,
                 timeout_s=alerting.send_timeout,
                 generator_url=alerting.dashboard_url,
+                runbook=runbook,
             )
             for url in alerting.alertmanager_urls
         ]
@@ -138,6 +144,9 @@ class AlertManager:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._nodata: set[str] | None = None  # fingerprints of firing nodata alerts
+        # False while the store cannot be read (set by the follower): no finding can arrive
+        # then, so silence is not "no data" and stale alerts are left as they are.
+        self.store_ok = True
 
     def __repr__(self) -> str:
         names = [n.name for n in self.notifiers]
@@ -279,6 +288,8 @@ class AlertManager:
     def _check_no_data(self, now: float) -> list[Transition]:
         """Move stale alerts to `no_data_state` and fire a nodata alert for each series."""
         transitions: list[Transition] = []
+        if not self.store_ok:
+            return transitions
         mode = self.config.alerting.no_data_state
         firing = self._firing_nodata()
         for alert in self._state.alerts(["pending", "firing"]):

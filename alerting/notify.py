@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 import apprise
 
+from .annotations import dashboard_link
 from .records import Transition
+from .redact import register_secrets, url_secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class AppriseNotifier:
 
     def __init__(self, url: str) -> None:
         self._apprise = apprise.Apprise()
+        register_secrets(url_secrets(url))  # apprise logs the URL while adding it
         if not self._apprise.add(url):
             raise ValueError(
                 f"not a valid apprise URL: {_mask_unparsed(url)} (unknown service, or a field "
@@ -63,6 +66,7 @@ class AppriseNotifier:
             )
         server: Any = self._apprise[0]  # apprise's plugin methods are untyped
         masked = str(server.url(privacy=True))
+        register_secrets(url_secrets(url, masked))  # also out of apprise's and urllib3's logs
         # apprise appends its default options as a query string; they are noise in a name.
         self.name = masked.split("?", 1)[0]
 
@@ -123,11 +127,13 @@ def _summary(transition: Transition) -> str:
     return alert.summary or f"value {alert.value:g} vs threshold {alert.threshold:g}"
 
 
-def render(transition: Transition, dashboard_url: str = "") -> tuple[str, str]:
+def render(transition: Transition, dashboard_url: str = "", runbook: str = "") -> tuple[str, str]:
     """Title and body of the notification for one transition.
 
     The title says state, what and how bad (`[FIRING] fraud-scorer error_rate (critical)`); the
-    body says what was seen, against which threshold, since when, the labels, and where to look.
+    body says what was seen, against which threshold, since when, the labels (with the model
+    version the alert began on, and the one running now if it changed), and where to look:
+    the model's dashboard page and the runbook.
     """
     alert = transition.alert
     labels = alert.label_map
@@ -139,8 +145,13 @@ def render(transition: Transition, dashboard_url: str = "") -> tuple[str, str]:
     if alert.resolved_at is not None:
         lines.append(f"resolved at {_iso(alert.resolved_at)}")
     lines.append("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if v))
-    if dashboard_url:
-        lines.append(f"dashboard: {dashboard_url}")
+    if alert.latest_version and alert.latest_version != labels.get("version"):
+        lines.append(f"latest version: {alert.latest_version}")
+    if runbook:
+        lines.append(f"runbook: {runbook}")
+    link = dashboard_link(dashboard_url, labels)
+    if link:
+        lines.append(f"dashboard: {link}")
     return title, "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nflog (
@@ -45,6 +45,14 @@ def connect(path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
 
 
 T = TypeVar("T")
+
+
+class NotificationLog(Protocol):
+    """Where delivery outcomes are appended (`AlertStateStore`)."""
+
+    def record_notification(
+        self, fingerprint: str, state: str, receiver: str, ok: bool, detail: str, at: float
+    ) -> None: ...
 
 
 def read_only(path: Path, select: Callable[[sqlite3.Connection], list[T]]) -> list[T]:
@@ -293,3 +301,22 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+#: The pipeline's last stage: `(message, masked target name, "sent" | "failed", detail, now)`.
+RecordSent = Callable[[QueuedMessage, str, str, str, float], None]
+
+
+def record_sent_stage(outbox: Outbox, log: NotificationLog | None = None) -> RecordSent:
+    """Record-sent, the pipeline's last stage: after an attempt, mark the message's row done
+    (`sent` or `failed`) and append the outcome, per alert, to the notification log (`log`;
+    none: the outbox alone)."""
+
+    def stage(queued: QueuedMessage, target: str, status: str, detail: str, now: float) -> None:
+        message = queued.message
+        outbox.mark(queued.id, status, detail, now)
+        if log is not None:
+            for fp in message.fingerprints or ("",):
+                log.record_notification(fp, message.state, target, status == "sent", detail, now)
+
+    return stage

@@ -1,18 +1,22 @@
-"""The notify pipeline, assembled in one place: `build_pipeline`.
+"""The notify pipeline, assembled in one place: `build_pipeline`, six stages in this order.
 
-Alerts are put into groups by the routing tree (group); when a group is due, its alerts go
-through the stages in this order, as in Alertmanager's notify pipeline:
+1. group — the routing tree picks the receivers and `Dispatcher` gathers alerts per route and
+   `group_by` labels; a group is flushed after `group_wait`, then every `group_interval`;
+2. inhibit — drop alerts muted by an inhibition rule (`Inhibitor`);
+3. silence — drop alerts muted by a silence active at the flush (`SilenceMuter`);
+4. dedup — go on only if the receiver has not been told this already (new firing alerts,
+   newly resolved ones when it wants them, or `repeat_interval` passed);
+5. retry — render the message and queue it durably, one row per target URL, together with
+   the notification-log entry; the `Deliverer` sends it with backoff until its deadline;
+6. record-sent — after each attempt, the row is marked sent (or failed) and the outcome
+   appended to the notification log (`record_sent_stage`, called by the `Deliverer`).
 
-1. inhibit — drop alerts muted by an inhibition rule (`Inhibitor`),
-2. silence — drop alerts muted by an active silence (`SilenceMuter`),
-3. dedup — send only if the receiver has not been told this already (new firing alerts,
-   newly resolved ones when it wants them, or `repeat_interval` passed),
-4. retry — render the message and queue it durably, one row per target URL, together with
-   the notification-log entry; the `Deliverer` sends it with backoff until its deadline,
-5. record-sent — the `Deliverer` marks each row sent (or failed) after the attempt.
-
-Each stage is a function `Notice -> Notice | None` (None: stop here), small enough to test
-alone.
+Grouping comes first, as in Alertmanager (its dispatcher groups; its notify pipeline then runs
+inhibit → silence → wait → dedup → retry → set-notifies on each flushed group): muting must be
+judged when a group is flushed, not when an alert arrives, or an alert that arrived while
+silenced (or inhibited) would stay unsent after the silence expired (or the inhibiting alert
+resolved). Stages 2-5 are functions `Notice -> Notice | None` (None: stop here); each stage,
+the dispatcher and the record-sent step included, is small enough to test alone.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from .annotations import Runbooks, no_runbook
 from .delivery import target_key
 from .grouping import Dispatcher, Flush
 from .muting import Muter
 from .notify import Notifier
-from .outbox import LogEntry, Message, Outbox
+from .outbox import LogEntry, Message, NotificationLog, Outbox, RecordSent, record_sent_stage
 from .records import Alert
 from .routing import Route
 from .templates import render_group
@@ -132,12 +137,14 @@ def retry_stage(
     deadline_s: float,
     dashboard_url: str = "",
     clock: Callable[[], float] = time.time,
+    runbook: Runbooks = no_runbook,
 ) -> Stage:
     """Render and queue the message for each target, with the log entry, in one transaction.
 
     Delivery is due at once and must succeed within `deadline_s` of the wall `clock`. A
     receiver that does not want resolutions gets only the firing alerts; if none is left,
-    nothing is queued but the log still records that the group was settled.
+    nothing is queued but the log still records that the group was settled. `runbook`
+    gives each alert's runbook URL for the message.
     """
 
     def stage(notice: Notice) -> Notice | None:
@@ -150,7 +157,12 @@ def retry_stage(
         if alerts:
             key = dedup_key(notice.flush.group_key, receiver.name, entry)
             title, body = render_group(
-                alerts, key, dashboard_url, receiver.title_template, receiver.body_template
+                alerts,
+                key,
+                dashboard_url,
+                receiver.title_template,
+                receiver.body_template,
+                runbook,
             )
             state = "firing" if any(a.state != "resolved" for a in alerts) else "resolved"
             fingerprints = tuple(a.fingerprint for a in alerts)
@@ -174,25 +186,34 @@ def retry_stage(
 
 
 class Pipeline:
-    """Groups alerts (`insert`) and runs due flushes through the stages (`tick`)."""
+    """The assembled stages: `insert` puts an alert into its groups (group), `tick` runs the
+    due flushes through `stages` (inhibit, silence, dedup, retry), and `record_sent` is what
+    the `Deliverer` calls after each attempt."""
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        group: Dispatcher,
         receivers: Mapping[str, Receiver],
         stages: Sequence[tuple[str, Stage]],
+        record_sent: RecordSent,
         on_queued: Callable[[Notice], None] | None = None,
     ) -> None:
-        self.dispatcher = dispatcher
+        self.dispatcher = group
         self.receivers = dict(receivers)
         self.stages = tuple(stages)
+        self.record_sent = record_sent
         self._on_queued = on_queued
 
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """Every stage in order, from group to record-sent."""
+        return ("group", *(name for name, _ in self.stages), "record-sent")
+
     def __repr__(self) -> str:
-        names = ["group", *(name for name, _ in self.stages), "record-sent"]
-        return f"Pipeline({' → '.join(names)}, receivers={sorted(self.receivers)!r})"
+        return f"Pipeline({' → '.join(self.stage_names)}, receivers={sorted(self.receivers)!r})"
 
     def insert(self, alert: Alert, now: float) -> None:
+        """The group stage: route `alert` into its groups (a due flush runs the rest)."""
         self.dispatcher.insert(alert, now)
 
     def tick(self, now: float, *, inclusive: bool = True) -> list[Flush]:
@@ -219,25 +240,30 @@ def build_pipeline(
     *,
     inhibitor: Callable[[], Muter],
     silencer: Callable[[float], Muter],
+    log: NotificationLog | None = None,
     deadline_s: float = 6 * 3600.0,
     dashboard_url: str = "",
+    runbook: Runbooks = no_runbook,
     on_queued: Callable[[Notice], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Pipeline:
     """The whole lifecycle after alert state, in order: group → inhibit → silence → dedup →
-    retry (durable queue) → record-sent (by the `Deliverer`).
+    retry (durable queue) → record-sent (called by the `Deliverer` after each attempt).
 
     `inhibitor()` gives the inhibition muter for the alerts firing now; `silencer(t)` the
-    silences active at flush time `t`.
+    silences active at flush time `t`; `log` receives delivery outcomes.
     """
-    return Pipeline(
+    pipeline = Pipeline(
         Dispatcher(route),
         {r.name: r for r in receivers},
         [
             ("inhibit", mute_stage(lambda notice: inhibitor())),
             ("silence", mute_stage(lambda notice: silencer(notice.flush.at))),
             ("dedup", dedup_stage(outbox)),
-            ("retry", retry_stage(outbox, deadline_s, dashboard_url, clock)),
+            ("retry", retry_stage(outbox, deadline_s, dashboard_url, clock, runbook)),
         ],
+        record_sent_stage(outbox, log),
         on_queued,
     )
+    assert pipeline.stage_names == STAGE_NAMES
+    return pipeline

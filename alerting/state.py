@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     fingerprint TEXT PRIMARY KEY, labels TEXT NOT NULL, state TEXT NOT NULL,
     active_since REAL NOT NULL, updated_at REAL NOT NULL, fired_at REAL, resolved_at REAL,
     value REAL NOT NULL, threshold REAL NOT NULL, summary TEXT NOT NULL,
-    keep_firing_since REAL, seen_at REAL);
+    keep_firing_since REAL, seen_at REAL, latest_version TEXT);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
@@ -34,15 +34,15 @@ CREATE TABLE IF NOT EXISTS notifications (
 
 _COLUMNS = (
     "fingerprint, labels, state, active_since, updated_at, fired_at, resolved_at, "
-    "value, threshold, summary, keep_firing_since, seen_at"
+    "value, threshold, summary, keep_firing_since, seen_at, latest_version"
 )
 
 #: Columns of the `alerts` table added after its first release, with their SQL types.
-ADDED_COLUMNS = {"keep_firing_since": "REAL", "seen_at": "REAL"}
+ADDED_COLUMNS = {"keep_firing_since": "REAL", "seen_at": "REAL", "latest_version": "TEXT"}
 
 _Row = tuple[
     str, str, str, float, float, float | None, float | None, float, float, str,
-    float | None, float | None,
+    float | None, float | None, str | None,
 ]  # fmt: skip
 
 
@@ -84,6 +84,7 @@ def _to_alert(row: _Row) -> Alert:
         summary=row[9],
         keep_firing_since=row[10],
         seen_at=row[11],
+        latest_version=row[12],
     )
 
 
@@ -145,6 +146,7 @@ class AlertStateStore:
             alert.summary,
             alert.keep_firing_since,
             alert.seen_at,
+            alert.latest_version,
         )
         marks = ",".join("?" * len(values))
         with self._lock:

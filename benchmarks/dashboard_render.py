@@ -2,9 +2,11 @@
 after the first load, with 30 days of 10 models × 20 features in the SQLite store).
 
 Seeds a SQLite store through `store.write` (predictions at `--per-minute` a minute per model,
-detector findings every `--every` minutes: up, error rate and one KS verdict per feature; a
-new version half-way; an error burst and a drift onset in some models), then renders every page
-with Streamlit's AppTest, in-process, for the default range (6 h) and the whole month:
+detector findings every `--every` minutes: up, error rate, accuracy with its interval, and per
+feature a KS, a missing-values and an out-of-range verdict; a new version half-way; an error
+burst and a drift onset, with out-of-range values and an accuracy drop, in some models), then
+renders every page with Streamlit's AppTest, in-process, for the default range (6 h) and the
+whole month:
 
 - first load: the very first render in the process (imports, empty caches);
 - uncached: a render after `st.cache_data.clear()`, i.e. all store reads and computation;
@@ -13,7 +15,9 @@ with Streamlit's AppTest, in-process, for the default range (6 h) and the whole 
     python benchmarks/dashboard_render.py [--days 30] [--models 10] [--features 20]
         [--per-minute 1] [--every 15] [--repeat 3] [--data-dir DIR]
 
-Prints a Markdown table. `--data-dir` keeps (and reuses) the seeded store.
+Prints a Markdown table, then how long the Incidents page's on-demand `explain` of one finding
+takes (`watchkeeper explain ID`: it finds the finding among all stored ones, then recomputes
+it). `--data-dir` keeps (and reuses) the seeded store.
 """
 
 from __future__ import annotations
@@ -92,6 +96,25 @@ def seed(
                                 threshold=0.1, breached=ks > 0.1, severity="warning",
                                 p_value=1e-9 if ks > 0.1 else 0.5, **common)  # type: ignore[arg-type]
                     )  # fmt: skip
+                    outside = 0.4 if drifting and k == 0 else 0.0
+                    findings.append(
+                        Finding(check="out_of_range", subject=f"f{k:02d}",
+                                statistic="out_of_range_fraction", value=outside, threshold=0.05,
+                                breached=outside > 0.05, severity="warning", n=60,
+                                **common)  # type: ignore[arg-type]
+                    )  # fmt: skip
+                    findings.append(
+                        Finding(check="missing", subject=f"f{k:02d}", statistic="missing_rate",
+                                value=0.0, threshold=0.05, breached=False, severity="warning",
+                                n=60, **common)  # type: ignore[arg-type]
+                    )  # fmt: skip
+                accuracy = 0.7 if drifting else 0.9
+                findings.append(
+                    Finding(check="efficacy", subject="accuracy", statistic="accuracy",
+                            value=accuracy, threshold=0.9, breached=drifting, severity="critical",
+                            interval=(accuracy - 0.08, accuracy + 0.07), n=48,
+                            p_value=1e-6 if drifting else 0.5, **common)  # type: ignore[arg-type]
+                )  # fmt: skip
                 end += every_min * 60
             store.write(predictions=batch, findings=findings)
             day += 1
@@ -183,6 +206,33 @@ def main() -> None:
             f"| {name} | {range_name} | {first} | {uncached_s:.2f} | {cached_s:.2f} | "
             f"< 2 s after first load: {verdict} |"
         )
+    print(
+        f"\nexplain one finding on demand (Incidents page button): {explain_time(data_dir):.2f} s"
+    )
+
+
+def explain_time(data_dir: Path) -> float:
+    """Seconds `watchkeeper explain` takes for the newest breached finding of model-00."""
+    import contextlib
+    import io
+
+    from watchkeeper.config import load_config
+    from watchkeeper.detector.explain import ExplainError, explain_store
+    from watchkeeper.detector.replay import finding_id
+    from watchkeeper.tsdb import open_store
+
+    config = load_config(data_dir / "watchkeeper.yaml")
+    store = open_store(config.storage)
+    try:
+        now = time.time()
+        wanted = finding_id(store.findings("model-00", now - 86400, now, breached_only=True)[-1])
+    finally:
+        store.close()
+    started = time.perf_counter()
+    # Seeded findings need not be reproducible; the time is what counts.
+    with contextlib.suppress(ExplainError):
+        explain_store(wanted, config, io.StringIO())
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

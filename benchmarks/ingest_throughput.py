@@ -5,11 +5,12 @@ predictions per second (20 features each, batches of 500, several client process
 errors; report p50/p99 request latency.
 
 The server is what `watchkeeper serve` runs for ingest: `IngestServer(create_app(SQLiteStore))`
-(uvicorn, one process), here without the detector. The load generator is this script: several
-client processes (multiprocessing), each POSTing gzip JSON batches over one kept-alive
-`http.client` connection, back to back, as the client library does. Bodies are built before the
-clock starts (unique prediction ids, random feature values, gzip level 6 like the client), so
-that the clients spend the shared CPU on sending, not on building.
+(uvicorn, one process), here without the detector. Clients and server share the machine's
+cores; the report gives the load average and the server's CPU time per batch. The load
+generator is this script: several client processes (multiprocessing), each POSTing gzip JSON
+batches over one kept-alive `http.client` connection, back to back, as the client library does.
+Bodies are built before the clock starts (unique prediction ids, random feature values, gzip
+level 6 like the client), so that the clients spend the shared CPU on sending, not on building.
 
     python benchmarks/ingest_throughput.py [--clients 4] [--batches 150] [--batch-size 500]
 """
@@ -21,6 +22,7 @@ import gzip
 import http.client
 import json
 import multiprocessing
+import os
 import random
 import sqlite3
 import statistics
@@ -42,6 +44,15 @@ def _serve(path: str, ports: Any, max_items: int) -> None:  # the server process
     ports.put(server.port)
     while True:
         time.sleep(3600)
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _bodies(client: int, batches: int, size: int, features: int) -> list[bytes]:
@@ -122,10 +133,12 @@ def main() -> None:
             p.start()
         for _ in clients:  # every client has built its bodies: start the clock
             ready.get(timeout=900)
+        cpu_before = _cpu_seconds(server.pid)
         began = time.perf_counter()
         start.set()
         outcomes = [results.get(timeout=1800) for _ in clients]
         ended = max(o[3] for o in outcomes)
+        server_cpu = _cpu_seconds(server.pid) - cpu_before
         for p in clients:
             p.join(30)
         stored = sqlite3.connect(path).execute("SELECT count(*) FROM predictions").fetchone()[0]
@@ -152,6 +165,13 @@ def main() -> None:
         f"| {total:,} | {accepted:,} | {stored:,} | {errors or 0} | {elapsed:.1f} "
         f"| {accepted / elapsed:,.0f} | {statistics.median(latencies) * 1000:.0f} ms "
         f"| {p99 * 1000:.0f} ms |"
+    )
+    batches = args.clients * args.batches
+    load = os.getloadavg()
+    print(
+        f"\nserver CPU {server_cpu / batches * 1000:.1f} ms per batch "
+        f"({server_cpu / elapsed:.2f} cores); load average {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f} (2 cores, shared with the clients and anything else running)"
     )
     target = accepted / elapsed >= 50_000 and not errors
     print(f"\ntarget 50,000 predictions/s with zero errors: {'met' if target else 'MISSED'}")

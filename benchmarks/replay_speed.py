@@ -6,14 +6,20 @@ reference of 100,000 rows. Ours runs every check (health, efficacy with late lab
 every feature and of the prediction, missing values, out-of-range, schema) through the CLI.
 The baseline reads the same CSV files with pandas and, per window and per feature, runs
 scipy's `ks_2samp` (numeric) or `chi2_contingency` (categorical) against the raw reference:
-drift only. Each runs in its own process; the table gives wall time and peak memory (max RSS).
+drift only. With `--evidently-python PATH` (an interpreter with Evidently installed, kept out of
+watchkeeper's environment), `evidently_drift.py` runs Evidently's data-drift preset over the
+same hourly windows against the same reference; over `--evidently-windows K` evenly spaced
+windows (default 24), its time for all windows extrapolated linearly from them (0: all windows).
+Each runs in its own process; the table gives wall time and peak memory (max RSS).
 
     python benchmarks/replay_speed.py [--rows 1500000] [--reference-rows 100000] [--keep DIR]
+        [--evidently-python /work/venv-evidently/bin/python] [--evidently-windows 24]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -100,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="write the files here and keep them (and reuse them if they are there)",
     )
+    parser.add_argument(
+        "--evidently-python", type=Path, help="a Python interpreter with Evidently installed"
+    )
+    parser.add_argument(
+        "--evidently-windows",
+        type=int,
+        default=24,
+        help="run Evidently on this many evenly spaced windows and extrapolate (0: all)",
+    )
     parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.generate is not None:
@@ -148,6 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         base_cmd = [sys.executable, str(script), str(paths["predictions"]), str(paths["reference"])]
         ours = run(ours_cmd)
         base = run(base_cmd)
+        evidently = None
+        if args.evidently_python is not None:
+            evidently_cmd = [
+                str(args.evidently_python),
+                str(Path(__file__).with_name("evidently_drift.py")),
+                str(paths["predictions"]),
+                str(paths["reference"]),
+                "--windows",
+                str(args.evidently_windows),
+            ]
+            evidently = run(evidently_cmd)
         with open(where / "findings.jsonl", encoding="utf-8") as lines:
             findings = sum(1 for _ in lines)
     finally:
@@ -168,8 +194,26 @@ def main(argv: list[str] | None = None) -> int:
         f"| pandas + scipy script | ks_2samp / chi2_contingency per feature per window | "
         f"{base[0]:.1f} | {base[1]:.0f} |"
     )
-    print("| Evidently data-drift preset | not installed here | - | - |")
-    print(f"\nspeed-up: {base[0] / ours[0]:.1f}x; replay summary:\n")
+    if evidently is None:
+        print("| Evidently data-drift preset | not run (no --evidently-python) | - | - |")
+    else:
+        figures = json.loads(evidently[2].strip().splitlines()[-1])
+        run_k, total = figures["windows_run"], figures["windows_total"]
+        estimate = figures["extrapolated_seconds"] + evidently[0] - figures["measured_seconds"]
+        how = (
+            f"all {total} windows"
+            if run_k == total
+            else f"measured on {run_k} of {total} windows ({evidently[0]:.1f} s), "
+            f"all windows extrapolated linearly"
+        )
+        print(
+            f"| Evidently {figures['evidently']} DataDriftPreset | per-column drift, {how} | "
+            f"{estimate:.1f} | {evidently[1]:.0f} |"
+        )
+    print(f"\nspeed-up vs the pandas + scipy script: {base[0] / ours[0]:.1f}x (target 5x)")
+    if evidently is not None:
+        print(f"speed-up vs Evidently: {estimate / ours[0]:.1f}x (target 30x)")
+    print("\nreplay summary:\n")
     print(
         "\n".join(
             "    " + line for line in ours[2].splitlines() if not line.startswith("replay: model")

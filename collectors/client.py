@@ -38,6 +38,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import time
 import weakref
 import zlib
@@ -47,7 +48,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from . import sanitize
-from .encode import FALLBACK_SERIES
+from .encode import ARTIFACT_SERIES, FALLBACK_SERIES
 from .metrics import metrics_for
 from .privacy import DEFAULT_MAX_CATEGORIES, Privacy
 from .ratelog import LimitedLog
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 
 ATEXIT_TIMEOUT_S = 2.0
 CLOCK_STEP_S = 1.0  # a wall clock going back further than this stepped back
+ARTIFACT_EVERY_S = 60.0  # how often (data time) the served artifact's SHA-256 is reported
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 _MONITORS: weakref.WeakSet[Monitor] = weakref.WeakSet()
 
@@ -96,6 +99,10 @@ class Monitor:
     at most `sensitive_max_categories` categories per feature for the rest); `drop_fields` are
     removed before anything leaves the process; `hash_fields` (features, and `"prediction_id"`)
     are sent as a keyed hash under the secret `hash_key`.
+
+    `artifact_sha256`, the SHA-256 of the model file the service loaded, is reported along with
+    the predictions (once a minute); a model whose `artifacts` are registered in
+    `watchkeeper.yaml` then gets an `unexpected_model` alert when it serves any other file.
     """
 
     def __init__(
@@ -118,7 +125,15 @@ class Monitor:
         drop_fields: Iterable[str] = (),
         hash_fields: Iterable[str] = (),
         hash_key: str | bytes | None = None,
+        artifact_sha256: str | None = None,
     ) -> None:
+        if artifact_sha256 is not None and (
+            not isinstance(artifact_sha256, str) or not _SHA256.fullmatch(artifact_sha256)
+        ):
+            raise ValueError(
+                "artifact_sha256 must be the 64 hex digits of the model file's SHA-256, got "
+                f"{artifact_sha256!r}"
+            )
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty string, got {model!r}")
         if version is not None and not isinstance(version, str):
@@ -174,6 +189,8 @@ class Monitor:
         self.timeout_s = float(timeout_s)
         self._version_label = version or ""
         self._sending = endpoint is not None
+        self.artifact_sha256 = None if artifact_sha256 is None else artifact_sha256.lower()
+        self._artifact_ts = -math.inf
         self._all_sampled = self.sample_rate >= 1.0
 
         parsed = parse_endpoint(endpoint) if endpoint is not None else None
@@ -250,20 +267,24 @@ class Monitor:
                 return pid
             self._series.record(failed, latency, value)
             if self._sending and (self._all_sampled or self._sampled(pid)):
+                ts = time.time() if timestamp is None else timestamp
                 self._sender.put(
-                    (
-                        "predictions",
-                        pid,
-                        time.time() if timestamp is None else timestamp,
-                        self._prepare(features),
-                        prediction,
-                        latency,
-                        failed,
-                    )
+                    ("predictions", pid, ts, self._prepare(features), prediction, latency, failed)
                 )
+                if self.artifact_sha256 is not None:
+                    self._report_artifact(ts)
         except Exception as exc:
             self._reject_record("prediction", exc)
         return pid
+
+    def _report_artifact(self, ts: float) -> None:
+        """Say which model file is serving, at most once a minute of data time (so every
+        judged window has it, also when history is backfilled with old timestamps)."""
+        if 0.0 <= ts - self._artifact_ts < ARTIFACT_EVERY_S:
+            return
+        self._artifact_ts = ts
+        labels = {"sha256": self.artifact_sha256}
+        self._sender.put(("samples", ARTIFACT_SERIES, ts, 1.0, labels))
 
     def log_label(self, prediction_id: str, label: Any, timestamp: float | None = None) -> None:
         """Record the ground truth for a prediction id, whenever it becomes known."""

@@ -15,10 +15,14 @@ from . import sanitize
 if TYPE_CHECKING:
     from .privacy import Privacy
 
-__all__ = ["FALLBACK_SERIES", "KINDS", "Record", "encode"]
+__all__ = ["ARTIFACT_SERIES", "FALLBACK_SERIES", "KINDS", "Record", "encode"]
 
 FALLBACK_SERIES = "fallbacks"
 """Name of the sample series a fallback is sent as (value 1.0, label `reason`)."""
+
+ARTIFACT_SERIES = "model_artifact"
+"""Name of the sample series a service reports the SHA-256 of the model it serves in
+(value 1.0, label `sha256`), so that a model nobody registered is noticed."""
 
 KINDS = ("predictions", "labels", "samples")
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from watchkeeper import tsdb
 from watchkeeper.alerting.records import Alert
 from watchkeeper.alerting.state import read_alerts
-from watchkeeper.config import Config
-from watchkeeper.tsdb import SQLiteStore
+from watchkeeper.config import Config, StorageConfig
 
 from . import data
 
@@ -64,7 +64,8 @@ EMPTY_TEXT = (
     "No model has reported yet. Instrument a model service with the client library and its "
     "predictions appear here within seconds:"
 )
-STORE_ERRORS = (sqlite3.Error, OSError)
+STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+"""What reading the SQLite store or the alert state file raises when it cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,26 @@ class View:
         return self.config.storage.store_file
 
     @property
+    def store_name(self) -> str:
+        return store_name(self.config)
+
+    @property
+    def store_missing(self) -> bool:
+        """True when the embedded store has no file yet (nothing reported); an InfluxDB
+        store is always there to ask."""
+        return self.config.storage.backend == "sqlite" and not self.store_file.exists()
+
+    @property
     def alert_file(self) -> Path:
         return self.config.storage.alert_state_file
+
+
+def store_name(config: Config) -> str:
+    """The store as people know it: the SQLite file, or the InfluxDB bucket and URL."""
+    storage = config.storage
+    if storage.backend == "influxdb" and storage.influxdb is not None:
+        return f"InfluxDB bucket {storage.influxdb.bucket!r} at {storage.influxdb.url}"
+    return str(storage.store_file)
 
 
 def freshness(range_s: float) -> float:
@@ -105,10 +124,23 @@ def tick(range_s: float) -> float:
     return math.floor(time.time() / fresh) * fresh
 
 
+def store_errors(config: Config) -> tuple[type[BaseException], ...]:
+    """What a read of the configured store raises when the store cannot answer: SQLite and
+    file errors, and for InfluxDB the HTTP client's errors too (shown as a message)."""
+    if config.storage.backend != "influxdb":
+        return STORE_ERRORS
+    import urllib3.exceptions
+    from influxdb_client.rest import ApiException
+
+    return (*STORE_ERRORS, ApiException, urllib3.exceptions.HTTPError)
+
+
 @contextmanager
-def open_store(path: Path) -> Iterator[SQLiteStore]:
-    """The store, opened for one read and closed again (no lock held between refreshes)."""
-    store = SQLiteStore(path)
+def open_store(storage: StorageConfig) -> Iterator[tsdb.Store]:
+    """The configured store (either backend, through `watchkeeper.tsdb.open_store`), opened
+    for one read and closed again: no lock or connection held between refreshes. Pages use
+    only the `Store` protocol's methods on it."""
+    store = tsdb.open_store(storage)
     try:
         yield store
     finally:
@@ -126,15 +158,15 @@ def load_alerts(alert_file: str) -> tuple[list[Alert], str]:
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=64, show_spinner=False)
 def load_fleet(
-    store_file: str, alert_file: str, end: float, range_s: float, config_key: str, _config: Config
+    alert_file: str, end: float, range_s: float, config_key: str, _config: Config
 ) -> pd.DataFrame:
     """The fleet table with a trend column per figure over `[end - range_s, end)`.
 
-    `config_key` (the configuration as JSON) is what the cache is keyed on; `_config` is the
-    same configuration, passed along unhashed.
+    `config_key` (the configuration as JSON, which names the store) is what the cache is
+    keyed on; `_config` is the same configuration, passed along unhashed.
     """
     alerts, _ = load_alerts(alert_file)
-    with open_store(Path(store_file)) as store:
+    with open_store(_config.storage) as store:
         fleet = data.fleet_overview(store, alerts, _config, end)
         trends = [
             data.fleet_trends(store, model, end - range_s, end, _config.model(model).every)
@@ -157,7 +189,7 @@ def empty_state(config: Config) -> None:
         language="python",
     )
     st.caption(
-        f"Reading {config.storage.store_file}. Start the ingest server with "
+        f"Reading {store_name(config)}. Start the ingest server with "
         "`watchkeeper serve`, or try `watchkeeper demo` to see the dashboard with data."
     )
 
@@ -202,18 +234,18 @@ def run_page(title: str, body: Callable[[View], None], *, needs_store: bool = Tr
         return
 
     def content() -> None:
-        if needs_store and not view.store_file.exists():
+        if needs_store and view.store_missing:
             empty_state(view.config)
             return
         try:
             body(view)
-        except STORE_ERRORS as exc:
-            st.error(f"Cannot read the store {view.store_file}: {exc}")
+        except store_errors(view.config) as exc:
+            st.error(f"Cannot read the store {view.store_name}: {exc}")
             return
         now = datetime.now(UTC).strftime("%H:%M:%S")
         every = "off" if view.refresh_s is None else f"every {view.refresh_s:g} s"
         st.caption(
-            f"Data from {view.config.storage.path}; {view.range_name}; updated {now} UTC; "
+            f"Data from {view.store_name}; {view.range_name}; updated {now} UTC; "
             f"auto-refresh {every}."
         )
 

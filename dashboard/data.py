@@ -22,6 +22,8 @@ from watchkeeper.alerting.records import Alert
 from watchkeeper.config import Config
 from watchkeeper.tsdb import PREDICTION_METRICS, Finding, PredictionMetric, Store
 
+from . import evaluations
+
 Status = Literal["critical", "warning", "stale", "ok"]
 STATUSES: tuple[Status, ...] = ("critical", "warning", "stale", "ok")
 """Fleet statuses, worst first."""
@@ -193,6 +195,29 @@ def metric_series(
     )
 
 
+FALLBACK_SERIES = "fallbacks"
+"""The sample series the client library reports fallbacks in (one sample per fallback)."""
+
+
+def fallback_series(
+    store: Store, model: str, start: float, end: float, step: float
+) -> pd.DataFrame:
+    """Fallbacks per prediction per `step`-long bucket (`time`, `value`), as the detector's
+    `fallback_rate` check counts them: fallback samples over stored predictions. Only buckets
+    with predictions have rows; empty when the model never reported a fallback."""
+    rows: list[tuple[float, float]] = []
+    if FALLBACK_SERIES in store.series(model):
+        fallbacks = dict(store.aggregate_samples(model, FALLBACK_SERIES, "sum", start, end, step))
+        counts = store.aggregate_prediction_field(model, "weight", "count", start, end, step)
+        rows = [(t, fallbacks.get(t, 0.0) / n) for t, n in counts if n > 0]
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime([t for t, _ in rows], unit="s", utc=True),
+            "value": pd.Series([v for _, v in rows], dtype="float64"),
+        }
+    )
+
+
 def _alert_row(alert: Alert) -> dict[str, object]:
     labels = alert.label_map
     since = alert.fired_at if alert.state != "pending" and alert.fired_at else alert.active_since
@@ -239,11 +264,8 @@ def resolved_alerts(alerts: Sequence[Alert], limit: int = 20) -> pd.DataFrame:
     return _alert_frame([_alert_row(a) for a in done[:limit]], RESOLVED_COLUMNS)
 
 
-def breached_findings(
-    store: Store, model: str, start: float, end: float, limit: int = 50
-) -> pd.DataFrame:
-    """The model's breached findings whose window ended in `[start, end)`, newest first."""
-    found = store.findings(model, start, end, breached_only=True)[::-1][:limit]
+def findings_frame(found: Sequence[Finding]) -> pd.DataFrame:
+    """Findings as a table (`FINDING_COLUMNS`), in the order given."""
     frame = pd.DataFrame(
         [
             {
@@ -264,6 +286,13 @@ def breached_findings(
     return frame
 
 
+def breached_findings(
+    store: Store, model: str, start: float, end: float, limit: int = 50
+) -> pd.DataFrame:
+    """The model's breached findings whose window ended in `[start, end)`, newest first."""
+    return findings_frame(store.findings(model, start, end, breached_only=True)[::-1][:limit])
+
+
 def latest_drift(store: Store, model: str, now: float, lookback: float) -> tuple[float, str]:
     """The worst KS statistic among the model's newest drift findings, and its feature.
 
@@ -279,7 +308,7 @@ def latest_drift(store: Store, model: str, now: float, lookback: float) -> tuple
     return worst.value, worst.subject
 
 
-DRIFT_COLUMNS = ("time", "feature", "ks", "breached", "p_value", "window_end")
+DRIFT_COLUMNS = evaluations.DRIFT_COLUMNS
 
 
 def drift_matrix(
@@ -287,45 +316,16 @@ def drift_matrix(
 ) -> pd.DataFrame:
     """The drift verdict standing at each `step`-long bucket of `[start, end)`, per feature.
 
-    For each bucket it reads the findings of the last `min(step, every)` seconds before the
-    bucket's end and keeps the newest drift evaluation among them: one row per feature with its
-    KS statistic. Reading one evaluation per bucket (not every finding of a long range) keeps a
-    month of five-minute evaluations as cheap as an hour; with overlapping windows the KS
-    statistic moves smoothly, so a sampled verdict per bucket is what a heat map can show anyway.
-    Buckets without an evaluation have no rows.
+    For each bucket, the newest drift evaluation among the findings of the last
+    `min(step, every)` seconds before the bucket's end (`evaluations.sample_evaluations`): one
+    row per feature with its KS statistic. Reading one evaluation per bucket (not every
+    finding of a long range) keeps a month of five-minute evaluations as cheap as an hour;
+    with overlapping windows the KS statistic moves smoothly, so a sampled verdict per bucket
+    is what a heat map can show anyway. Buckets without an evaluation have no rows.
     """
-    rows: list[dict[str, object]] = []
-    lookback = min(step, every) if every > 0 else step
-    buckets = math.ceil((end - start) / step)
-    for i in range(buckets):
-        bucket_start = start + i * step
-        bucket_end = min(bucket_start + step, end)
-        found = [
-            f
-            for f in store.findings(model, max(bucket_end - lookback, bucket_start), bucket_end)
-            if f.check == "drift"
-        ]
-        if not found:
-            continue
-        newest = max(f.window_end for f in found)
-        for f in found:
-            if f.window_end == newest:
-                rows.append(
-                    {
-                        "time": bucket_start,
-                        "feature": f.subject,
-                        "ks": f.value,
-                        "breached": f.breached,
-                        "p_value": f.p_value,
-                        "window_end": f.window_end,
-                    }
-                )
-    frame = pd.DataFrame(rows, columns=list(DRIFT_COLUMNS))
-    frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
-    frame["window_end"] = pd.to_datetime(frame["window_end"], unit="s", utc=True)
-    frame["ks"] = frame["ks"].astype("float64")
-    frame["breached"] = frame["breached"].astype("bool")
-    return frame
+    return evaluations.drift_frame(
+        evaluations.sample_evaluations(store, model, start, end, step, every)
+    )
 
 
 TREND_COLUMNS = ("throughput_trend", "error_rate_trend", "p95_trend", "drift_trend")

@@ -76,7 +76,6 @@ def status_strip(fleet: pd.DataFrame) -> None:
 
 def body(view: View) -> None:
     fleet = load_fleet(
-        str(view.store_file),
         str(view.alert_file),
         tick(view.range_s),
         view.range_s,

@@ -33,7 +33,9 @@ class Candidate:
     interval: tuple[float, float] | None = None
     reference_id: str = ""
 
-    def finding(self, model: str, rejected: bool, adjusted: float | None) -> Finding:
+    def finding(
+        self, model: str, rejected: bool, adjusted: float | None, version: str | None = None
+    ) -> Finding:
         breached = self.effect and (self.p_value is None or rejected)
         summary = self.summary
         if self.p_value is not None and adjusted is not None:
@@ -57,6 +59,7 @@ class Candidate:
             rule_hash=self.rule_hash,
             summary=summary,
             n=self.n,
+            version=version,
         )
 
 

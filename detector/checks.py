@@ -24,8 +24,10 @@ from .stats import holm, ks_two_sample
 
 
 def rule_hash(check: str, cfg: BaseModel) -> str:
-    """First 12 hex digits of sha256 over the check name and its configuration as JSON."""
-    return hashlib.sha256((check + cfg.model_dump_json()).encode("utf-8")).hexdigest()[:12]
+    """First 12 hex digits of sha256 over the check name and its configuration as JSON
+    (without `runbook_url`, which says where to read, not how to judge)."""
+    settings = cfg.model_dump_json(exclude={"runbook_url"})
+    return hashlib.sha256((check + settings).encode("utf-8")).hexdigest()[:12]
 
 
 def _roughly(seconds: float) -> str:

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 
 from watchkeeper.config import Config
-from watchkeeper.tsdb import Finding, Store
+from watchkeeper.tsdb import Finding, Sample, Store
 
 from .frame import Batch, batch_from_predictions
 from .judge import ModelJudge, lookback
 from .profile import ReferenceProfile, profile_batch
+from .shard import Shard
+from .tamper import ARTIFACT_SERIES, check_artifacts
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +48,35 @@ class Detector:
     replaying up to a day of history first for the latency and throughput baselines.
     `max_catch_up` bounds how many windows of one model a single `run_once` evaluates, so a
     detector that was down for a month catches up over several calls instead of stalling.
+    With `shard`, only the models of that shard are judged (see `shard.py`), so several
+    detector processes can split a fleet without judging any window twice.
     """
 
-    def __init__(self, store: Store, config: Config, *, max_catch_up: int = 5000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        max_catch_up: int = 5000,
+        shard: Shard | None = None,
+    ) -> None:
         if max_catch_up < 1:
             raise ValueError(f"max_catch_up must be at least 1, got {max_catch_up}")
         self.store = store
         self.config = config
         self.max_catch_up = max_catch_up
+        self.shard = shard
+        self.errors: dict[str, Exception] = {}
+        """Why models failed in the last `run_once` (they are retried on the next)."""
+        self.judged = 0
+        """How many models the last `run_once` evaluated (this shard's)."""
         self._cursors: dict[str, float] = {}
         self._judges: dict[str, ModelJudge] = {}
         self._reference_end: dict[str, float] = {}
 
     def __repr__(self) -> str:
-        return f"Detector(store={self.store!r}, max_catch_up={self.max_catch_up})"
+        shard = f", shard={self.shard}" if self.shard is not None else ""
+        return f"Detector(store={self.store!r}, max_catch_up={self.max_catch_up}{shard})"
 
     def read(self, model: str, start: float, end: float) -> Batch:
         """Predictions of `[start, end)` as a batch, with known labels and fallbacks."""
@@ -94,7 +111,24 @@ class Detector:
         batch = self.read(model, min(from_k * mc.every, window_end) - lookback(mc), window_end)
         for j in range(from_k, k):
             judge.record(batch, j * mc.every)
-        return judge.judge(batch, window_end)
+        reports = self._artifact_reports(model, window_end - mc.window, window_end)
+        return judge.judge(batch, window_end) + self._artifact_findings(model, reports, window_end)
+
+    def _artifact_reports(self, model: str, start: float, end: float) -> list[Sample]:
+        """The model-file fingerprints services reported over `[start, end)`, if the model has
+        registered artifacts to compare them with (see `tamper.py`)."""
+        if not self.config.model(model).artifacts:
+            return []
+        return self.store.samples(model, ARTIFACT_SERIES, start, end)
+
+    def _artifact_findings(
+        self, model: str, reports: list[Sample], window_end: float
+    ) -> list[Finding]:
+        mc = self.config.model(model)
+        start = window_end - mc.window
+        in_window = [r for r in reports if start <= r.timestamp < window_end]
+        finding = check_artifacts(model, in_window, mc.artifacts, start, window_end)
+        return [] if finding is None else [finding]
 
     def reference_profile(self, model: str, window_start: float) -> ReferenceProfile | None:
         """The profile of the model's first `drift.reference` seconds of predictions, if
@@ -128,13 +162,20 @@ class Detector:
         """Evaluate and store every window that became due by `now`, oldest first.
 
         Returns the findings of this call sorted by `(window_end, model, check, subject)`. A
-        model whose evaluation fails is logged and retried next call; the others go on.
+        model whose evaluation fails is logged, kept in `errors` and retried next call; the
+        others go on. If the store cannot even list the models, this raises.
         """
         produced: list[Finding] = []
+        self.errors = {}
+        self.judged = 0
         for info in self.store.models():
+            if self.shard is not None and not self.shard.owns(info.name):
+                continue
+            self.judged += 1
             try:
                 produced.extend(self._run_model(info.name, info.first_seen, now))
-            except Exception:
+            except Exception as exc:
+                self.errors[info.name] = exc
                 logger.exception("detector: evaluating model %r failed; will retry", info.name)
         produced.sort(key=_sort_key)
         return produced
@@ -166,9 +207,11 @@ class Detector:
                 for i in range(chunk_start, min(count, chunk_start + _WINDOWS_PER_READ))
             ]
             batch = self.read(model, ends[0] - span, ends[-1])
+            reports = self._artifact_reports(model, ends[0] - mc.window, ends[-1])
             for window_end in ends:
                 judge = self._judge_for(model, window_end - mc.window)
                 findings = judge.judge(batch, window_end)
+                findings += self._artifact_findings(model, reports, window_end)
                 if findings:
                     self.store.write(findings=findings)
                 self._cursors[model] = window_end

@@ -163,9 +163,10 @@ def explain_replay(
     if not found:
         raise ExplainError(f"recomputing did not produce finding {wanted!r} (other inputs?)")
     again = finding_record(found[0])
+    version = f", version {stored['version']}" if stored.get("version") else ""
     out.write(
         f"finding {wanted}: {stored['model']} {stored['check']} "
-        f"{stored['subject'] or '-'} at {stored['time']}\n{again['summary']}\n\n"
+        f"{stored['subject'] or '-'} at {stored['time']}{version}\n{again['summary']}\n\n"
     )
     agree = compare(stored, again, out)
     _window_data(batch, found[0], judges[0].profile if judges else profile, out)
@@ -194,9 +195,10 @@ def explain_store(wanted: str, config: Config | None, out: IO[str]) -> int:
         )
         if again is None:
             raise ExplainError("recomputing did not produce the finding (data deleted?)")
+        version = f", version {match.version}" if match.version else ""
         out.write(
             f"finding {wanted}: {match.model} {match.check} {match.subject or '-'} at "
-            f"{iso(match.window_end)}\n{again.summary}\n\n"
+            f"{iso(match.window_end)}{version}\n{again.summary}\n\n"
         )
         agree = compare(finding_record(match), finding_record(again), out)
         profile = detector.reference_profile(match.model, match.window_start)

@@ -9,16 +9,17 @@ two binary searches and never copied per check.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
-from pyarrow import csv as arrow_csv
 
 from watchkeeper.tsdb import Label, Prediction
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RESERVED = (
     "timestamp",
@@ -41,6 +42,8 @@ class Batch:
     `columns` holds the features: float64 for numeric ones (NaN = missing), object arrays
     otherwise (None = missing). `label_time` is when each label became known (inf: never),
     `fallback` is 1 where a fallback answered, 0 where not and NaN where unknown.
+    `versions` holds each prediction's model version as an index into `version_names`
+    (-1: none); both are empty when the data says nothing about versions.
     """
 
     times: np.ndarray
@@ -54,10 +57,13 @@ class Batch:
     label: np.ndarray
     label_time: np.ndarray
     extra_fallbacks: np.ndarray = field(default_factory=lambda: np.empty(0))
+    versions: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    version_names: tuple[str, ...] = ()
     _numeric: dict[str, np.ndarray] = field(default_factory=dict)
     _codes: dict[str, np.ndarray] = field(default_factory=dict)
     _missing: dict[str, np.ndarray] = field(default_factory=dict)
     _keys: dict[str, np.ndarray] = field(default_factory=dict)
+    _dictionaries: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -69,6 +75,20 @@ class Batch:
             int(np.searchsorted(self.times, start, side="left")),
             int(np.searchsorted(self.times, end, side="left")),
         )
+
+    def version(self, low: int, high: int) -> str | None:
+        """The version with the most (weighted) predictions in rows `low:high`; a tie goes to
+        the version seen first later in the data (the newer deployment). None without any."""
+        if not self.version_names or high <= low or self.versions.size != self.n:
+            return None
+        codes = self.versions[low:high]
+        known = codes >= 0
+        if not known.any():
+            return None
+        counts = np.bincount(
+            codes[known], weights=self.weight[low:high][known], minlength=len(self.version_names)
+        )
+        return self.version_names[len(counts) - 1 - int(np.argmax(counts[::-1]))]
 
     def numeric(self, name: str) -> np.ndarray:
         """Column `name` as floats (NaN where missing or not a number), computed once."""
@@ -109,9 +129,18 @@ class Batch:
         cached = self._codes.get(name)
         if cached is None:
             column = self.columns.get(name)
+            encoded = self._dictionaries.get(name)
             if column is None:
                 cached = np.full(self.n, -2, dtype=np.int64)
+            elif encoded is not None:
+                # each distinct value looked up once; the last value (None) is "missing"
+                codes, values = encoded
+                position = {c: i for i, c in enumerate(categories)}
+                lookup = [position.get(v, -1) for v in values[:-1].tolist()]
+                cached = np.array([*lookup, -2], dtype=np.int64)[codes]
             else:
+                import pandas as pd
+
                 text = category_text(column)
                 cached = pd.Index(list(categories)).get_indexer(pd.Index(text)).astype(np.int64)
                 cached[self.missing(name)] = -2
@@ -151,6 +180,12 @@ def missing_mask(column: np.ndarray) -> np.ndarray:
         return nan
     if column.dtype.kind in "iub":
         return np.zeros(column.size, dtype=bool)
+    if "pandas" not in sys.modules:
+        # Without pandas loaded the only missing objects are None and NaN-like values
+        # (not equal to themselves): what `pd.isna` finds, without importing pandas.
+        return np.asarray(_IS_MISSING(column), dtype=bool).reshape(column.shape)
+    import pandas as pd
+
     missing: np.ndarray = np.asarray(pd.isna(column), dtype=bool)
     return missing
 
@@ -159,7 +194,8 @@ def category_text(column: np.ndarray) -> np.ndarray:
     """Values as the strings categories are kept as (whole floats without `.0`)."""
     if column.dtype.kind in "fiub":
         return class_keys(column)
-    if pd.api.types.infer_dtype(column, skipna=True) == "string":
+    present = column[~missing_mask(column)].tolist()
+    if present and all(isinstance(v, str) for v in present):  # pandas' infer_dtype "string"
         return column
     return np.array([None if v is None else str(v) for v in column], dtype=object)
 
@@ -196,8 +232,20 @@ def numeric_of(column: np.ndarray) -> np.ndarray:
     return out
 
 
-def _column(series: pd.Series) -> np.ndarray:
+def _is_missing(value: object) -> bool:
+    try:
+        return value is None or bool(value != value)
+    except (TypeError, ValueError):
+        return False
+
+
+_IS_MISSING = np.frompyfunc(_is_missing, 1, 1)
+
+
+def frame_column(series: pd.Series) -> np.ndarray:
     """A frame column as numpy: float64 for numbers, object (None for missing) otherwise."""
+    import pandas as pd
+
     if series.dtype.kind in "fiu":
         return series.to_numpy(dtype=float, na_value=math.nan)
     values = series.to_numpy(dtype=object)
@@ -206,6 +254,22 @@ def _column(series: pd.Series) -> np.ndarray:
         values = values.copy()
         values[missing] = None
     return values
+
+
+def version_codes(values: np.ndarray | pd.Series) -> dict[str, Any]:
+    """`versions` and `version_names` of a `Batch` from per-row versions (None, NaN or "":
+    none), the names in order of first appearance."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    names = [str(u) for u in uniques]
+    codes = codes.astype(np.int64)
+    if "" in names:  # an empty version means none was given
+        empty = names.index("")
+        codes[codes == empty] = -1
+        codes[codes > empty] -= 1
+        del names[empty]
+    return {"versions": codes, "version_names": tuple(names)}
 
 
 def batch_from_predictions(
@@ -218,10 +282,12 @@ def batch_from_predictions(
     `fallback_times` are the times of `fallbacks` samples: live services report fallbacks as
     a sample series, not per prediction, so they are kept apart and counted per window.
     """
+    import pandas as pd
+
     labels = labels or {}
     n = len(predictions)
     features = pd.DataFrame.from_records([p.features for p in predictions], index=range(n))
-    columns = {str(name): _column(features[name]) for name in features.columns}
+    columns = {str(name): frame_column(features[name]) for name in features.columns}
     output = np.empty(n, dtype=object)
     label = np.empty(n, dtype=object)
     label_time = np.full(n, math.inf)
@@ -249,13 +315,16 @@ def batch_from_predictions(
         label=label,
         label_time=label_time,
         extra_fallbacks=np.sort(np.asarray(fallback_times, dtype=float)),
+        **version_codes(np.array([p.version for p in predictions], dtype=object)),
     )
 
 
-def _times(series: pd.Series) -> np.ndarray:
+def frame_times(series: pd.Series) -> np.ndarray:
     """Unix seconds of a column of ISO 8601 strings (or numbers already in seconds)."""
     if series.dtype.kind in "fiu":
         return series.to_numpy(dtype=float)
+    import pandas as pd
+
     parsed = pd.DatetimeIndex(pd.to_datetime(series, utc=True, format="ISO8601")).as_unit("ns")
     return parsed.asi8 / 1e9
 
@@ -266,15 +335,15 @@ def read_table(path: str) -> pd.DataFrame:
     CSV goes through Arrow's multi-threaded reader with text columns dictionary-encoded
     (they become pandas categoricals: a feature's few distinct strings are stored once,
     not once per row), which reads a million-row file several times faster than pandas.
+    `replay` itself skips pandas (`tables.read_file` and `tables.batch_from_table`).
     """
+    import pandas as pd
+
     if path.endswith((".parquet", ".pq")):
         return pd.read_parquet(path)
-    options = arrow_csv.ConvertOptions(
-        auto_dict_encode=True,
-        auto_dict_max_cardinality=1000,
-        column_types={"prediction_id": pa.string()},
-    )
-    frame: pd.DataFrame = arrow_csv.read_csv(path, convert_options=options).to_pandas()
+    from .tables import read_file
+
+    frame: pd.DataFrame = read_file(path).to_pandas()
     return frame
 
 
@@ -283,7 +352,11 @@ def batch_from_frame(frame: pd.DataFrame, labels: pd.DataFrame | None = None) ->
     (`prediction_id`, `label`, `timestamp` when it became known) as one batch."""
     if "timestamp" not in frame.columns:
         raise ValueError("the predictions file needs a 'timestamp' column (ISO 8601)")
-    times = _times(frame["timestamp"])
+    import pandas as pd
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    times = frame_times(frame["timestamp"])
     if np.any(np.diff(times) < 0):
         order = np.argsort(times, kind="stable")
         frame = frame.iloc[order].reset_index(drop=True)
@@ -313,18 +386,20 @@ def batch_from_frame(frame: pd.DataFrame, labels: pd.DataFrame | None = None) ->
         where = pc.index_in(pa.array(ids), value_set=label_ids).to_numpy(zero_copy_only=False)
         found = ~np.isnan(where.astype(float))
         rows = (len(labels) - 1 - where[found].astype(np.int64)) if found.any() else where[:0]
-        label_values = _column(labels["label"])
+        label_values = frame_column(labels["label"])
         label = np.full(n, math.nan) if label_values.dtype.kind == "f" else np.full(n, None)
         label[found] = label_values[rows]
         label_time = np.full(n, math.inf)
-        label_time[found] = _times(labels["timestamp"])[rows]
+        label_time[found] = frame_times(labels["timestamp"])[rows]
     output = (
-        _column(frame["prediction"]) if "prediction" in frame.columns else np.full(n, None, object)
+        frame_column(frame["prediction"])
+        if "prediction" in frame.columns
+        else np.full(n, None, object)
     )
     return Batch(
         times=times,
         ids=ids,
-        columns={str(c): _column(frame[c]) for c in features},
+        columns={str(c): frame_column(frame[c]) for c in features},
         output=output,
         error=np.nan_to_num(optional("error", 0.0)),
         latency_s=optional("latency_ms", math.nan, 0.001),
@@ -332,4 +407,5 @@ def batch_from_frame(frame: pd.DataFrame, labels: pd.DataFrame | None = None) ->
         weight=np.ones(n),
         label=label,
         label_time=label_time,
+        **(version_codes(frame["version"]) if "version" in frame.columns else {}),
     )

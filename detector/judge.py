@@ -15,6 +15,7 @@ configuration and reference profile are public.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -101,26 +102,26 @@ class ModelJudge:
             read_start = window_end - lookback(mc)
             r_low, _ = batch.bounds(read_start, window_end)
             last = float(batch.times[high - 1]) if high > r_low else None
-            findings.append(check_up(self.model, window_end, last, read_start, checks.up))
+            up = check_up(self.model, window_end, last, read_start, checks.up)
+            findings.append(replace(up, version=batch.version(r_low, high)))
         if checks.error_rate.enabled:
-            findings.append(
-                error_rate_finding(
-                    self.model,
-                    batch.error[low:high],
-                    batch.weight[low:high],
-                    start,
-                    window_end,
-                    checks.error_rate,
-                    self._hashes["error_rate"],
-                )
+            errors = error_rate_finding(
+                self.model,
+                batch.error[low:high],
+                batch.weight[low:high],
+                start,
+                window_end,
+                checks.error_rate,
+                self._hashes["error_rate"],
             )
+            findings.append(replace(errors, version=batch.version(low, high)))
         candidates = self._health(batch, low, high, start, window_end)
         reference_id = self.profile.reference_id if self.profile else ""
         if checks.efficacy.enabled and self.profile and self.profile.baseline:
             candidates.extend(self._efficacy(batch, window_end, reference_id))
         if self.profile is not None:
             candidates.extend(self._data(batch, low, high, start, window_end))
-        findings.extend(self._correct(candidates))
+        findings.extend(self._correct(candidates, batch))
         self.record(batch, window_end)
         return findings
 
@@ -309,8 +310,10 @@ class ModelJudge:
             if c is not None
         ]
 
-    def _correct(self, candidates: list[Candidate]) -> list[Finding]:
-        """Findings from candidates, p-values corrected together (see the module doc)."""
+    def _correct(self, candidates: list[Candidate], batch: Batch) -> list[Finding]:
+        """Findings from candidates, p-values corrected together (see the module doc), each
+        with the version of the window it judged (efficacy's is an earlier window)."""
+        versions: dict[tuple[float, float], str | None] = {}
         tested = [i for i, c in enumerate(candidates) if c.p_value is not None]
         p_values = [c.p_value for c in candidates if c.p_value is not None]
         adjusted = adjust_p_values(p_values, self.config.checks.correction)
@@ -323,5 +326,8 @@ class ModelJudge:
                 and not math.isnan(corrected)
                 and (corrected <= candidate.alpha)
             )
-            findings.append(candidate.finding(self.model, rejected, corrected))
+            span = (candidate.window_start, candidate.window_end)
+            if span not in versions:
+                versions[span] = batch.version(*batch.bounds(*span))
+            findings.append(candidate.finding(self.model, rejected, corrected, versions[span]))
         return findings

@@ -18,24 +18,27 @@ import hashlib
 import json
 import math
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any
 
 from watchkeeper.alerting.lifecycle import advance
 from watchkeeper.alerting.records import Alert
 from watchkeeper.config import ChecksConfig, Config, DriftCheck, ModelConfig
 from watchkeeper.tsdb import Finding
 
-from .frame import Batch, batch_from_frame, read_table
-from .judge import ModelJudge
+from .frame import Batch, batch_from_frame
 from .profile import ReferenceProfile, profile_batch
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .judge import ModelJudge
 
 REPLAY_WINDOW = 3600.0
 REPLAY_REFERENCE = 86400.0
@@ -78,6 +81,7 @@ def alert_record(
         "check": labels.get("check"),
         "subject": labels.get("subject") or None,
         "severity": labels.get("severity"),
+        "version": labels.get("version"),
         "value": None if math.isnan(alert.value) else alert.value,
         "threshold": alert.threshold,
         "summary": alert.summary,
@@ -94,6 +98,12 @@ def finding_record(finding: Finding) -> dict[str, Any]:
     record["id"] = finding_id(finding)
     record["time"] = iso(finding.window_end)
     return record
+
+
+def finding_line(finding: Finding) -> str:
+    """`json.dumps(finding_record(finding))`, without parsing the finding's JSON back."""
+    extra = json.dumps({"id": finding_id(finding), "time": iso(finding.window_end)})
+    return finding.to_json()[:-1] + ", " + extra[1:]
 
 
 @dataclass
@@ -139,6 +149,8 @@ def _split(frame: pd.DataFrame, model: str | None) -> Iterator[tuple[str, pd.Dat
 
 def reference_batch(frame: pd.DataFrame) -> Batch:
     """A reference file (features, `prediction`, optional `label`) as a batch."""
+    import pandas as pd
+
     frame = frame.copy()
     if "timestamp" not in frame.columns:
         frame["timestamp"] = 0.0
@@ -173,6 +185,8 @@ def replay_model(
     # reference, profiled once the first window lies entirely after them (as live).
     reference_end = first + mc.checks.drift.reference
     reference_id = f"{name}@{int(first)}-{int(reference_end)}"
+    from .judge import ModelJudge
+
     judge = ModelJudge(name, mc, profile)
     if judges is not None:
         judges.append(judge)
@@ -229,25 +243,48 @@ def replay(
     progress: IO[str] | None = None,
 ) -> ReplaySummary:
     """Replay the predictions file; alert transitions go to `out` as JSON lines, findings to
-    `findings_out`, progress lines to `progress` (at most one every two seconds)."""
+    `findings_out`, progress lines to `progress` (at most one every two seconds).
+
+    The files are read with Arrow and turned into batches without pandas (`tables`); the
+    batches hold what `replay_frames` would build from the same files read by pandas.
+    """
+    from .tables import batch_from_table, read_file, reference_batch_from_table, split_table
+
     started = time.perf_counter()
-    frame = read_table(str(predictions))
-    label_frame = read_table(str(labels)) if labels is not None else None
-    reference_frame = read_table(str(reference)) if reference is not None else None
+    loading = _import_in_background()
+    table = read_file(str(predictions))
+    label_table = read_file(str(labels)) if labels is not None else None
+    reference_table = read_file(str(reference)) if reference is not None else None
+    loading.join()
     read = time.perf_counter() - started
-    summary = replay_frames(
-        frame,
-        out,
-        labels=label_frame,
-        reference=reference_frame,
-        config=config,
-        model=model,
-        findings_out=findings_out,
-        progress=progress,
+    profile = None
+    if reference_table is not None:
+        profile = profile_batch(reference_batch_from_table(reference_table))
+        del reference_table
+    parts = (
+        (name, batch_from_table(part, label_table)) for name, part in split_table(table, model)
     )
+    summary = _replay_batches(parts, profile, out, config, findings_out, progress, None)
     summary.read_seconds = read
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _import_in_background() -> threading.Thread:
+    """Import the checks (scipy.stats) and pandas (which Arrow loads on its first conversion)
+    in a thread while the files are read: Arrow parses without holding the GIL, so the
+    second or so of imports overlaps the read instead of following it. The caller joins
+    the thread before it imports or converts anything itself."""
+
+    def load() -> None:
+        import importlib
+
+        for name in ("watchkeeper.detector.judge", "pandas"):
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="replay-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def replay_frames(
@@ -263,12 +300,29 @@ def replay_frames(
     alerts: list[dict[str, Any]] | None = None,
 ) -> ReplaySummary:
     """`replay` on frames already in memory; alert records also go to `alerts` if given."""
-    started = time.perf_counter()
-    configured = config is not None
-    config = config or Config()
     profile = None
     if reference is not None:
         profile = profile_batch(reference_batch(reference))
+    parts = (
+        (name, batch_from_frame(part.reset_index(drop=True), labels))
+        for name, part in _split(frame, model)
+    )
+    return _replay_batches(parts, profile, out, config, findings_out, progress, alerts)
+
+
+def _replay_batches(
+    parts: Iterable[tuple[str, Batch]],
+    profile: ReferenceProfile | None,
+    out: IO[str] | None,
+    config: Config | None,
+    findings_out: IO[str] | None,
+    progress: IO[str] | None,
+    alerts: list[dict[str, Any]] | None,
+) -> ReplaySummary:
+    """Each model's batch judged window by window, its alerts run through the lifecycle."""
+    started = time.perf_counter()
+    configured = config is not None
+    config = config or Config()
     summary = ReplaySummary()
     last_report = [0.0]
 
@@ -284,10 +338,9 @@ def replay_frames(
         summary.findings += 1
         summary.breached += finding.breached
         if findings_out is not None:
-            findings_out.write(json.dumps(finding_record(finding)) + "\n")
+            findings_out.write(finding_line(finding) + "\n")
 
-    for name, part in _split(frame, model):
-        batch = batch_from_frame(part.reset_index(drop=True), labels)
+    for name, batch in parts:
         mc = model_config(config, name, configured, profile is not None)
         summary.models.append(name)
 

@@ -8,11 +8,13 @@ import.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special as _special
 from scipy import stats as _scipy_stats
 
 
@@ -95,7 +97,7 @@ def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, f
         raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence}")
     if n == 0:
         return (0.0, 1.0)
-    z = float(_scipy_stats.norm.ppf(0.5 + confidence / 2.0))
+    z = _normal_quantile(0.5 + confidence / 2.0)
     p = successes / n
     z2 = z * z
     denominator = 1.0 + z2 / n
@@ -104,6 +106,12 @@ def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, f
     low = 0.0 if successes == 0 else max(0.0, center - half)
     high = 1.0 if successes == n else min(1.0, center + half)
     return (low, high)
+
+
+@functools.lru_cache(maxsize=16)
+def _normal_quantile(q: float) -> float:
+    """scipy's `norm.ppf(q)`, once per `q` (a check asks for the same few every window)."""
+    return float(_scipy_stats.norm.ppf(q))
 
 
 def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
@@ -186,13 +194,21 @@ def ks_sorted(
     if np.any(tied):
         ref_left = ref_right.copy()
         ref_left[tied] = np.searchsorted(reference_sorted, cur[tied], side="left")
-    at = np.abs(ref_right / n - np.searchsorted(cur, cur, side="right") / m)
-    before = np.abs(ref_left / n - np.searchsorted(cur, cur, side="left") / m)
+    if m < 2 or bool(np.all(cur[1:] != cur[:-1])):
+        # no ties among the current values: its ECDF is i/m at the i-th value, (i-1)/m before
+        steps = np.arange(m + 1, dtype=np.int64)
+        cur_right, cur_left = steps[1:], steps[:-1]
+    else:
+        cur_right = np.searchsorted(cur, cur, side="right")
+        cur_left = np.searchsorted(cur, cur, side="left")
+    at = np.abs(ref_right / n - cur_right / m)
+    before = np.abs(ref_left / n - cur_left / m)
     statistic = float(max(np.max(at), np.max(before)))
     larger, smaller = max(n, m), min(n, m)
     effective_n = round(larger * smaller / (larger + smaller))
     if statistic < exact_p_from:
-        limit = _scipy_stats.kstwobign.sf(statistic * math.sqrt(effective_n))
+        # scipy's kstwobign.sf is this function (for a positive argument; 1 at 0)
+        limit = _special.kolmogorov(statistic * math.sqrt(effective_n))
         return TestResult(statistic=statistic, p_value=float(np.clip(limit, 0.0, 1.0)))
     p_value = float(np.clip(_scipy_stats.kstwo.sf(statistic, effective_n), 0.0, 1.0))
     return TestResult(statistic=statistic, p_value=p_value)

@@ -9,13 +9,14 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from watchkeeper.alerting import AlertManager
-from watchkeeper.alerting.alertmanager import AlertmanagerHandoff
+from watchkeeper.alerting.alertmanager import AlertmanagerHandoff, am_alert
 from watchkeeper.config import config_from_dict
 from watchkeeper.tsdb import Finding
 
@@ -77,7 +78,7 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
             process.wait(10)
 
 
-def finding(minute: float, breached: bool) -> Finding:
+def finding(minute: float, breached: bool, version: str | None = "v7") -> Finding:
     return Finding(
         model="fraud-scorer",
         check="error_rate",
@@ -90,6 +91,7 @@ def finding(minute: float, breached: bool) -> Finding:
         window_start=T0 + (minute - 5) * 60,
         window_end=T0 + minute * 60,
         summary="error rate 30%" if breached else "",
+        version=version,
     )
 
 
@@ -97,6 +99,7 @@ def test_firing_alert_shows_in_alertmanager_and_resolves(alertmanager: str, tmp_
     config = config_from_dict(
         {
             "models": {"fraud-scorer": {"checks": {"error_rate": {"for": "0s"}}}},
+            "detector": {"defaults": {"runbook_url": "https://wiki.example/{model}/{check}"}},
             "alerting": {
                 "console": False,
                 "alertmanager_urls": [alertmanager],
@@ -110,10 +113,25 @@ def test_firing_alert_shows_in_alertmanager_and_resolves(alertmanager: str, tmp_
         (shown,) = get(f"{alertmanager}/api/v2/alerts?filter=model%3D%22fraud-scorer%22")
         assert shown["labels"]["alertname"] == "error_rate"
         assert shown["labels"]["severity"] == "critical"
+        assert shown["labels"]["version"] == "v7"
         assert shown["annotations"]["summary"] == "error rate 30%"
+        assert shown["annotations"]["value"] == "0.3"
+        assert shown["annotations"]["threshold"] == "0.05"
+        since = datetime.fromtimestamp(T0, UTC).isoformat().replace("+00:00", "Z")
+        assert shown["annotations"]["since"] == since
+        assert shown["annotations"]["runbook_url"] == "https://wiki.example/fraud-scorer/error_rate"
+        assert shown["annotations"]["dashboard"] == "http://127.0.0.1:8501/model?model=fraud-scorer"
         assert shown["status"]["state"] == "active"
-        assert shown["generatorURL"] == "http://127.0.0.1:8501"
-        manager.process([finding(5, False)])
+        assert shown["generatorURL"] == "http://127.0.0.1:8501/model?model=fraud-scorer"
+        # v8 is deployed and still breaches: the same alert (one in Alertmanager too); its
+        # labels stay those of the episode, the new version is an annotation
+        manager.process([finding(1, True, "v8")])
+        [alert] = manager.alerts(["firing"])
+        assert (alert.label_map["version"], alert.latest_version) == ("v7", "v8")
+        posted = am_alert(alert, T0 + 60, 240)
+        assert posted["labels"] == shown["labels"]
+        assert posted["annotations"]["latest_version"] == "v8"  # type: ignore[index]
+        manager.process([finding(5, False, "v8")])
         assert get(f"{alertmanager}/api/v2/alerts?active=true&silenced=false") == []
     finally:
         manager.close()

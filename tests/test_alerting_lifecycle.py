@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -170,6 +171,34 @@ def test_labels_identify_the_alert() -> None:
     assert alert.fingerprint == fingerprint(alert.label_map)
     other, _ = advance(None, finding(0, True), {"team": "payments"}, 0)
     assert other is not None and other.fingerprint != alert.fingerprint
+
+
+def test_version_is_a_label_of_the_episode_but_not_of_the_identity() -> None:
+    v1 = dataclasses.replace(finding(0, True), version="v1")
+    alert, _ = advance(None, v1, {"team": "risk", "version": "user-set"}, 0)
+    assert alert is not None
+    assert alert.label_map["version"] == "v1"  # only the data says which version it is
+    unversioned, _ = advance(None, finding(0, True), {"team": "risk"}, 0)
+    assert unversioned is not None and "version" not in unversioned.label_map
+    # the same alert, with or without a version: state written before findings had one
+    # carries on, and a deployment does not split an alert in two
+    assert alert.fingerprint == unversioned.fingerprint
+
+    # v2 is deployed while the alert fires and still breaches: no new alert, no new page
+    still, moved = advance(alert, dataclasses.replace(finding(5, True), version="v2"), {}, 0)
+    assert moved is None and still is not None
+    assert (still.label_map["version"], still.latest_version) == ("v1", "v2")
+    # v2's clean window resolves the alert v1 started
+    resolved, moved = advance(still, dataclasses.replace(finding(10, False), version="v2"), {}, 0)
+    assert moved is not None and resolved is not None
+    assert (resolved.state, resolved.fingerprint, resolved.label_map["version"]) == (
+        "resolved",
+        alert.fingerprint,
+        "v1",
+    )
+    # a later breach is a new episode, labelled with the version it began on
+    again, _ = advance(resolved, dataclasses.replace(finding(20, True), version="v2"), {}, 0)
+    assert again is not None and again.label_map["version"] == "v2"
 
 
 # keep_firing_for, as Prometheus: (case, for_s, keep_firing_for_s, steps, final, transitions)

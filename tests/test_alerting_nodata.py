@@ -60,7 +60,7 @@ def make_config(for_: str = "0s", keep: str = "0s", **alerting: Any) -> Config:
     )
 
 
-def finding(second: float, breached: bool = True) -> Finding:
+def finding(second: float, breached: bool = True, version: str | None = None) -> Finding:
     return Finding(
         model="fraud-scorer",
         check="error_rate",
@@ -72,6 +72,7 @@ def finding(second: float, breached: bool = True) -> Finding:
         severity="critical",
         window_start=T0 + second - 300,
         window_end=T0 + second,
+        version=version,
     )
 
 
@@ -233,13 +234,21 @@ def test_an_old_state_file_is_read_as_is_and_migrated_when_opened(tmp_path: Path
     store = AlertStateStore(path)
     try:
         assert store.get(key) == seen
-        store.upsert(dataclasses.replace(seen, keep_firing_since=T0 + 60, seen_at=T0 + 61))
+        store.upsert(
+            dataclasses.replace(
+                seen, keep_firing_since=T0 + 60, seen_at=T0 + 61, latest_version="v2"
+            )
+        )
         migrated = store.get(key)
     finally:
         store.close()
-    assert {"keep_firing_since", "seen_at"} <= columns(path)
+    assert {"keep_firing_since", "seen_at", "latest_version"} <= columns(path)
     assert migrated is not None
-    assert (migrated.keep_firing_since, migrated.seen_at) == (T0 + 60, T0 + 61)
+    assert (migrated.keep_firing_since, migrated.seen_at, migrated.latest_version) == (
+        T0 + 60,
+        T0 + 61,
+        "v2",
+    )
     assert read_alerts(path) == [migrated]
 
 
@@ -249,7 +258,8 @@ def test_the_manager_carries_on_with_an_old_state_file(tmp_path: Path) -> None:
     inbox, clock = Inbox(), Clock(T0 + 300)
     manager = AlertManager(make_config(keep="10m"), path, [inbox], clock=clock)
     try:
-        manager.process([finding(300, breached=False)])  # held by keep_firing_for
+        # findings now carry a version; the alert written before that is still the same one
+        manager.process([finding(300, breached=False, version="v2")])  # held by keep_firing_for
         held = states(manager)
         clock.now = T0 + 900
         manager.process([finding(900, breached=False)])

@@ -486,3 +486,17 @@ def test_launch_with_a_password_hands_over_only_its_hash(tmp_path: Path) -> None
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_fallback_series_is_fallbacks_per_stored_prediction(store: SQLiteStore) -> None:
+    from watchkeeper.dashboard.data import fallback_series
+    from watchkeeper.tsdb import Sample
+
+    assert fallback_series(store, "fraud", NOW - 120, NOW, 60).empty  # never reported any
+    store.write(
+        predictions=[prediction("fraud", f"p{i}", NOW - 120 + 6 * i) for i in range(20)],
+        samples=[Sample("fraud", "fallbacks", NOW - 100 + i, 1.0) for i in range(3)],
+    )
+    series = fallback_series(store, "fraud", NOW - 180, NOW, 60)
+    assert series["value"].tolist() == [pytest.approx(0.3), 0.0]  # 3 of 10, then 0 of 10
+    assert series["time"].iloc[0] == pd.Timestamp(NOW - 120, unit="s", tz="UTC")

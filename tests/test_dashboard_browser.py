@@ -33,6 +33,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PAGES = {"fleet": "", "model": "model", "incidents": "incidents", "alerts": "alerts"}
+PAGE_HEIGHT = """() => Math.max(...Array.from(document.querySelectorAll("*"))
+    .map((element) => element.scrollHeight)) + 40"""
+ALL_CHARTS_DRAWN = """() => Array.from(document.querySelectorAll("[data-testid='stVegaLiteChart']"))
+    .every((chart) => chart.querySelector("canvas, svg"))"""
 
 pytestmark = [pytest.mark.real_server, pytest.mark.slow]
 
@@ -120,9 +124,25 @@ def test_every_page_shows_the_demo_models_and_its_firing_alert(
                 page.wait_for_selector(
                     "[data-testid='stStatusWidget']", state="detached", timeout=60_000
                 )
-                page.wait_for_timeout(500)  # let the last chart finish its first paint
+                if name == "incidents":
+                    # Open the newest incident and recompute one of its findings (`explain`).
+                    page.locator("[data-testid='stExpander'] summary").first.click()
+                    button = page.get_by_role("button", name="Recompute (explain)").first
+                    button.wait_for(state="visible", timeout=60_000)
+                    button.click()
+                    page.wait_for_function(
+                        "document.body.innerText.includes('recomputed:')", timeout=120_000
+                    )
+                page.wait_for_function(ALL_CHARTS_DRAWN, timeout=60_000)
+                # Streamlit scrolls inside its own container, so a "full page" screenshot is
+                # only the window: grow the window to the page's height to capture it all.
+                height = page.evaluate(PAGE_HEIGHT)
+                page.set_viewport_size({"width": 1400, "height": min(max(height, 1000), 8000)})
+                page.wait_for_function(ALL_CHARTS_DRAWN, timeout=60_000)
+                page.wait_for_timeout(1000)  # let the charts repaint at the new size
                 texts[name] = page.inner_text("body")
                 page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+                page.set_viewport_size({"width": 1400, "height": 1000})
         finally:
             browser.close()
 
@@ -130,6 +150,11 @@ def test_every_page_shows_the_demo_models_and_its_firing_alert(
     assert "fraud-scorer" in texts["model"]
     assert "amount" in texts["model"]  # the drifting feature is a row of the heat map
     assert "fraud-scorer" in texts["incidents"] and "drift (amount)" in texts["incidents"]
+    assert "watchkeeper explain " in texts["incidents"]
+    assert "recomputed: same numbers" in texts["incidents"]  # the demo's findings reproduce
+    for panel in ("Efficacy", "Data quality", "Window ending"):
+        assert panel in texts["model"]
+    assert "Add silence" in texts["alerts"] and "Acknowledge" in texts["alerts"]
     assert "firing" in texts["alerts"]
     assert "fraud-scorer · drift (amount)" in texts["alerts"]
     for name in PAGES:

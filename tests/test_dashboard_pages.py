@@ -25,15 +25,17 @@ from watchkeeper.alerting import (
 )
 from watchkeeper.dashboard import app_path
 from watchkeeper.dashboard.auth import write_auth_file
-from watchkeeper.tsdb import Finding, Prediction, SQLiteStore
+from watchkeeper.tsdb import Finding, Label, Prediction, Sample, SQLiteStore
 
 
-def prediction(model: str, i: int, ts: float, version: str, error: bool = False) -> Prediction:
+def prediction(
+    model: str, i: int, ts: float, version: str, error: bool = False, shift: float = 0.0
+) -> Prediction:
     return Prediction(
         model=model,
         prediction_id=f"{model}-{i}",
         timestamp=ts,
-        features={"amount": float(i % 7), "age": float(i % 3)},
+        features={"amount": float(i % 7) + shift, "age": float(i % 3)},
         output=0.5,
         version=version,
         latency_s=0.01 + 0.001 * (i % 5),
@@ -42,22 +44,29 @@ def prediction(model: str, i: int, ts: float, version: str, error: bool = False)
 
 
 def finding(
-    model: str, check: str, subject: str, end: float, value: float, breached: bool
+    model: str,
+    check: str,
+    subject: str,
+    end: float,
+    value: float,
+    breached: bool,
+    **extra: Any,
 ) -> Finding:
-    return Finding(
-        model=model,
-        check=check,
-        subject=subject,
-        statistic="ks" if check == "drift" else check,
-        value=value,
-        threshold=0.1 if check == "drift" else 0.05,
-        breached=breached,
-        severity="warning" if check == "drift" else "critical",
-        window_start=end - 600,
-        window_end=end,
-        p_value=1e-9 if breached else 0.4,
-        summary=f"{check} {subject} at {value:g}",
-    )
+    fields: dict[str, Any] = {
+        "model": model,
+        "check": check,
+        "subject": subject,
+        "statistic": "ks" if check == "drift" else check,
+        "value": value,
+        "threshold": 0.1 if check == "drift" else 0.05,
+        "breached": breached,
+        "severity": "warning" if check == "drift" else "critical",
+        "window_start": end - 600,
+        "window_end": end,
+        "p_value": 1e-9 if breached else 0.4,
+        "summary": f"{check} {subject} at {value:g}",
+    }
+    return Finding(**{**fields, **extra})
 
 
 def alert(model: str, check: str, subject: str, state: str, at: float, **times: float) -> Alert:
@@ -78,8 +87,10 @@ def alert(model: str, check: str, subject: str, state: str, at: float, **times: 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     """Two hours of fraud-scorer (v1 then v2 an hour ago; an error burst 90 to 80 minutes
-    ago; 'amount' drifting for the last 20 minutes, firing) and churn-model (silent for 15
-    minutes: stale), in a real store and alert state file, with team/environment labels."""
+    ago; 'amount' shifted by +10 and drifting for the last 20 minutes, firing, with its
+    values out of range then too; accuracy 0.8 against a reference of 0.9 on 54 labels of
+    each 60-prediction window, breached for the last 10 minutes) and churn-model (silent for
+    15 minutes: stale), in a real store and alert state file, with team/environment labels."""
     now = time.time()
     start = now - 7200
     store = SQLiteStore(tmp_path / "watchkeeper.db")
@@ -90,9 +101,11 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
             start + i * 10,
             "v1" if i < 360 else "v2",
             error=180 <= i < 240 and i % 2 == 0,
+            shift=10.0 if start + i * 10 > now - 1200 else 0.0,
         )
         for i in range(720)
     ]
+    labels = [Label("fraud-scorer", p.prediction_id, 1, p.timestamp + 5) for p in fraud]
     churn = [prediction("churn-model", i, start + i * 10, "c1") for i in range(630)]
     evaluations = [start + 3600 + 60 * k for k in range(61) if start + 3600 + 60 * k < now]
     findings = [
@@ -112,8 +125,33 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
             finding("fraud-scorer", "error_rate", "", t, 0.5, True)
             for t in (start + 1800 + 60 * k for k in range(10))
         ],
+        *[
+            finding(
+                "fraud-scorer", "efficacy", "accuracy", t, 0.8, t > now - 600,
+                threshold=0.9, interval=(0.75, 0.85), n=54, statistic="accuracy",
+                summary="accuracy 0.8 below reference 0.9",
+            )
+            for t in evaluations
+        ],
+        *[
+            finding("fraud-scorer", "out_of_range", "amount", t, 1.0 if t > now - 1200 else 0.0,
+                    t > now - 1200, threshold=0.05, statistic="out_of_range_fraction",
+                    summary=f"amount out of range at {t}")
+            for t in evaluations
+        ],
+        *[
+            finding("fraud-scorer", "missing", "age", t, 0.0, False, threshold=0.1,
+                    statistic="missing_rate", summary="age missing in 0.0%")
+            for t in evaluations
+        ],
+    ]  # fmt: skip
+    fallbacks = [
+        Sample(
+            "fraud-scorer", "fallbacks", start + 15 + 60 * k, 1.0, labels=(("reason", "timeout"),)
+        )
+        for k in range(0, 120, 4)
     ]
-    store.write(predictions=fraud + churn, findings=findings)
+    store.write(predictions=fraud + churn, labels=labels, findings=findings, samples=fallbacks)
     store.close()
     state = AlertStateStore(tmp_path / "alerts.db")
     state.upsert(alert("fraud-scorer", "drift", "amount", "firing", now - 1200, fired_at=now - 900))
@@ -205,21 +243,106 @@ def test_model_page_draws_health_versions_and_drift_heatmap(
     assert not at.exception, at.exception
     assert [h.value for h in at.header] == ["Model"]
     assert at.selectbox(key="model").value == "fraud-scorer"  # the worst model first
-    assert [s.value for s in at.subheader] == ["Health", "Drift", "Breached findings"]
+    assert [s.value for s in at.subheader] == [
+        "Health",
+        "Efficacy",
+        "Drift",
+        "Data quality",
+        "Breached findings",
+    ]
     specs = charts(at)
-    assert len(specs) == 5  # four health series and the heat map
+    titles = [spec.get("title") for spec in specs]
+    assert {
+        "Throughput (predictions/min)",
+        "Error rate",
+        "p95 latency (ms)",
+        "Mean latency (ms)",
+        "Fallback rate",
+        "Efficacy",
+        "Label coverage",
+    } <= set(titles)
     assert "v1 from" in texts(at) and "v2 from" in texts(at)
-    heatmap = specs[-1]
-    assert heatmap["mark"]["type"] == "rect"  # type: ignore[index]
-    assert heatmap["encoding"]["y"]["field"] == "feature"  # type: ignore[index]
-    findings = at.dataframe[0].value
-    assert set(findings["check"]) == {"drift", "error_rate"}
+    heatmap = next(spec for spec in specs if spec.get("mark", {}).get("type") == "rect")
+    assert heatmap["encoding"]["y"]["field"] == "feature"
+    findings = table(at, "summary")
+    assert set(findings["check"]) == {"drift", "error_rate", "efficacy", "out_of_range"}
 
     at.selectbox(key="model").select("churn-model").run()
     assert not at.exception
     assert at.query_params["model"] in ("churn-model", ["churn-model"])
     assert "No breached findings in this range." in texts(at)
     assert "No drift verdicts in this range" in texts(at)
+    assert "send labels with `monitor.log_label(prediction_id, label)`" in texts(at)
+    assert "No data-quality verdicts in this range" in texts(at)
+    assert "Fallback rate: no fallbacks reported in this range" in texts(at)
+
+
+def test_model_page_shows_efficacy_with_its_interval_and_label_coverage(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+    at.switch_page("page_model.py").run()
+
+    assert not at.exception, at.exception
+    accuracy = next(m for m in at.metric if m.label == "accuracy")
+    assert (accuracy.value, accuracy.proto.delta) == ("0.800", "-0.100")  # vs reference 0.9
+    assert "label coverage 90%" in accuracy.help  # 54 labels of the 60 predictions
+    specs = {spec.get("title"): spec for spec in charts(at)}
+    layers = [layer.get("mark", {}).get("type") for layer in specs["Efficacy"]["layer"]]
+    assert layers[:4] == ["area", "line", "line", "point"]  # interval, reference, value
+    band = specs["Efficacy"]["layer"][0]["encoding"]
+    assert (band["y"]["field"], band["y2"]["field"]) == ("low", "high")
+    assert specs["Label coverage"]["layer"][0]["encoding"]["y"]["field"] == "coverage"
+    assert "Shaded: the 95% interval" in texts(at)
+
+
+def test_model_page_draws_reference_and_current_distributions_of_a_feature(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+    at.switch_page("page_model.py").run()
+
+    assert not at.exception, at.exception
+    # The feature drifting most in the newest evaluation, in its newest window.
+    assert at.selectbox(key="overlay_feature_fraud-scorer").value == "amount"
+    window = at.selectbox(key="overlay_window_fraud-scorer_amount")
+    assert window.index == 0 and "· 0.400 · breached" in window.format_func(window.value)
+    overlay = next(spec for spec in charts(at) if spec.get("encoding", {}).get("xOffset") is None
+                   and spec.get("encoding", {}).get("x", {}).get("title") == "amount")  # fmt: skip
+    assert overlay["encoding"]["color"]["scale"]["domain"] == ["reference", "current"]
+    assert overlay["encoding"]["y"]["field"] == "share"
+    caption = next(c.value for c in at.caption if "'amount': reference" in c.value)
+    assert "reference fraud-scorer@" in caption and "(60 values, red)" in caption
+
+    # The oldest window overlaps the reference period: nothing to compare with.
+    window.select_index(len(window.options) - 1).run()
+    assert not at.exception, at.exception
+    assert "this window overlaps the reference period" in texts(at)
+    at.selectbox(key="overlay_feature_fraud-scorer").select("age").run()
+    assert not at.exception, at.exception
+    assert any("'age': reference" in c.value for c in at.caption)
+
+
+def test_model_page_shows_data_quality_checks(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    at = app(monkeypatch, "--config", str(data_dir / "watchkeeper.yaml")).run()
+    at.switch_page("page_model.py").run()
+
+    assert not at.exception, at.exception
+    tiles = {m.label: m.value for m in at.metric}
+    assert (tiles["Missing values"], tiles["Out of range"], tiles["Schema"]) == (
+        "ok",
+        "1 breached",
+        "–",
+    )
+    quality = table(at, "breached_windows")
+    assert quality[["check", "subject", "breached_windows"]].values.tolist() == [
+        ["out_of_range", "amount", 19],  # every breached window, not only the sampled ones
+        ["missing", "age", 0],
+    ]
+    lanes = next(spec for spec in charts(at) if spec.get("mark", {}).get("type") == "tick")
+    assert lanes["encoding"]["y"]["field"] == "lane"
 
 
 def test_model_page_follows_the_model_query_parameter(
@@ -241,12 +364,12 @@ def test_incidents_page_groups_breaches_per_model(
     assert {m.label: m.value for m in at.metric} == {
         "Incidents": "2",
         "Models affected": "1",
-        "Breached findings": str(10 + 19),
+        "Breached findings": str(10 + 19 + 19 + 9),  # error rate, drift, out of range, efficacy
     }
     assert [s.value for s in at.subheader] == ["fraud-scorer", "All incidents"]
     table = at.dataframe[0].value
     assert table[["incident", "checks"]].values.tolist() == [
-        ["#2", "drift (amount)"],
+        ["#2", "drift (amount), efficacy (accuracy), out_of_range (amount)"],
         ["#1", "error_rate"],
     ]
     assert len(charts(at)) == 1

@@ -296,6 +296,31 @@ def test_live_detector_reads_labels_and_fallback_samples(tmp_path: Path) -> None
     store.close()
 
 
+def test_findings_carry_the_version_with_most_predictions_in_their_window(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "w.db")
+    rng = np.random.default_rng(14)
+    predictions = []
+    for i in range(2 * 360):  # hour 1: v1 only; hour 2: v2 takes 70% of traffic; hour 3: none
+        version = "v1" if i < 360 or rng.uniform() < 0.3 else "v2"
+        t = T0 + i * 10.0
+        predictions.append(Prediction("m", f"p{i}", t, {"x": float(rng.normal())}, version=version))
+    store.write(predictions=predictions)
+    config = config_from_dict(
+        {"models": {"m": {"window": "1h", "every": "1h", "checks": {"drift": {"reference": "1h"}}}}}
+    )
+    findings = Detector(store, config).run_once(T0 + 3 * HOUR)
+    by_window = {(f.check, f.subject, f.window_end - T0): f.version for f in findings}
+    assert by_window[("error_rate", "", HOUR)] == "v1"
+    assert by_window[("error_rate", "", 2 * HOUR)] == "v2"
+    assert by_window[("drift", "x", 2 * HOUR)] == "v2"
+    assert by_window[("up", "", 2 * HOUR)] == "v2"
+    assert by_window[("up", "", 3 * HOUR)] is None  # no data: no version
+    assert [f.version for f in store.findings("m")] == [f.version for f in findings]
+    store.close()
+
+
 def test_explain_recomputes_a_stored_finding(tmp_path: Path) -> None:
     import io
 

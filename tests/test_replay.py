@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -68,6 +69,12 @@ def test_replay_cli_finds_a_shift_and_writes_alert_lines(tmp_path: Path) -> None
         changes=(Change("mean_shift", at, feature="x4", amount=1.0),),
     )
     paths = write(tmp_path, spec)
+    # the shift comes with a new model version: alerts and findings say which
+    frame = pd.read_csv(paths["predictions"])
+    epoch = pd.Timestamp(0, tz="UTC")
+    times = (pd.to_datetime(frame["timestamp"], utc=True) - epoch).dt.total_seconds()
+    frame["version"] = np.where(times < spec.start + at, "v1", "v2")
+    frame.to_csv(paths["predictions"], index=False)
     result = cli(
         "replay",
         "--predictions",
@@ -94,7 +101,9 @@ def test_replay_cli_finds_a_shift_and_writes_alert_lines(tmp_path: Path) -> None
     # hourly windows, for 15m: the second breached window after the change fires
     assert spec.start + at < first["timestamp"] <= spec.start + at + 3 * HOUR
     assert first["time"].endswith("Z") and "x4" in first["summary"]
+    assert first["version"] == "v2"
     findings = [json.loads(x) for x in (tmp_path / "findings.jsonl").read_text().splitlines()]
+    assert {f["version"] for f in findings} == {"v1", "v2"}
     drifted = {f["subject"] for f in findings if f["check"] == "drift"}
     assert {"x0", "c1", "prediction", "label"} <= drifted  # features, output, late labels
     assert {
@@ -135,6 +144,7 @@ def test_replay_cli_finds_a_shift_and_writes_alert_lines(tmp_path: Path) -> None
     )
     assert explained.returncode == 0, explained.stdout + explained.stderr
     assert "recomputed: same numbers" in explained.stdout
+    assert ", version v2\n" in explained.stdout
     assert "reference bins" in explained.stdout and "'x4'" in explained.stdout
     missing = cli(
         "explain",
@@ -291,3 +301,66 @@ def test_a_finding_is_the_same_whatever_the_config_source() -> None:
     summary = replay_frames(predictions, None, reference=reference, config=config, alerts=a)
     assert summary.windows == 46 and a == []
     assert isinstance(pd.Timestamp(predictions["timestamp"].iloc[0]), pd.Timestamp)
+
+
+def batches_agree(a: Any, b: Any) -> None:
+    for name in ("times", "ids", "output", "error", "latency_s", "fallback", "weight"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.label.dtype == b.label.dtype
+    np.testing.assert_array_equal(a.label, b.label)
+    np.testing.assert_array_equal(a.label_time, b.label_time)
+    np.testing.assert_array_equal(a.versions, b.versions)
+    assert a.version_names == b.version_names
+    assert list(a.columns) == list(b.columns)
+    for name in a.columns:
+        assert a.columns[name].dtype == b.columns[name].dtype, name
+        np.testing.assert_array_equal(a.columns[name], b.columns[name], err_msg=name)
+        np.testing.assert_array_equal(a.missing(name), b.missing(name), err_msg=name)
+        if a.columns[name].dtype == object:
+            categories = ("a", "b", "c")  # "d" and "zz" are unseen, None is missing
+            np.testing.assert_array_equal(a.codes(name, categories), b.codes(name, categories))
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_replay_reads_files_into_the_same_batch_as_pandas(tmp_path: Path, suffix: str) -> None:
+    from watchkeeper.detector import batch_from_frame
+    from watchkeeper.detector.frame import read_table
+    from watchkeeper.detector.replay import reference_batch
+    from watchkeeper.detector.tables import (
+        batch_from_table,
+        read_file,
+        reference_batch_from_table,
+    )
+
+    spec = StreamSpec(
+        days=0.5,
+        per_hour=40,
+        numeric=2,
+        categorical=2,
+        seed=3,
+        changes=(
+            Change("unseen_category", 3 * HOUR, feature="c1", amount=0.3),
+            Change("missing", 2 * HOUR, feature="c0", amount=0.2),
+        ),
+    )
+    predictions, labels, reference = generate(spec)
+    predictions = predictions.iloc[::-1].reset_index(drop=True)  # out of time order
+    predictions["version"] = np.where(np.arange(len(predictions)) % 3 == 0, "v2", "v1")
+    predictions["flag"] = np.arange(len(predictions)) % 2 == 0  # a boolean feature
+    labels = pd.concat([labels, labels.iloc[:5].assign(label=7)])  # later labels win
+    labels = labels.iloc[7:]  # some predictions never get one
+    paths = {}
+    for name, frame in (("p", predictions), ("l", labels), ("r", reference)):
+        paths[name] = str(tmp_path / f"{name}.{suffix}")
+        if suffix == "csv":
+            frame.to_csv(paths[name], index=False)
+        else:
+            frame.to_parquet(paths[name])
+    ours = batch_from_table(read_file(paths["p"]), read_file(paths["l"]))
+    theirs = batch_from_frame(read_table(paths["p"]), read_table(paths["l"]))
+    batches_agree(ours, theirs)
+    assert ours.missing("x0").any() and (ours.codes("c1", ("a", "b")) == -1).any()
+    batches_agree(
+        reference_batch_from_table(read_file(paths["r"])),
+        reference_batch(read_table(paths["r"])),
+    )

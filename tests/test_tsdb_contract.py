@@ -125,6 +125,12 @@ def test_written_records_read_back(backend: Store) -> None:
     ]
     assert backend.findings("m") == [finding]
     assert backend.last_evaluated("m") == T0 + 60
+    # a finding's version is stored and read back; None (no version) stays None
+    versioned = Finding("m", "error_rate", "", "wilson_low", 0.3, 0.05, True, "critical",
+                        T0 + 60, T0 + 120, version="v1")  # fmt: skip
+    backend.write(findings=[versioned])
+    assert backend.findings("m", T0 + 61) == [versioned]
+    assert backend.findings("m")[0].version is None
     assert backend.last_seen("m") == T0 + 4
     [info] = backend.models()
     assert (info.name, info.versions) == ("m", ("v1",))

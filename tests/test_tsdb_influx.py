@@ -242,6 +242,7 @@ def test_labels_and_findings_arrive(victoria: Victoria) -> None:
         rule_hash="abc123",
         summary='age drifted: KS 0.42 > 0.1, "strong"',
         n=512,
+        version="v3",
     )
     labels = [Label("churn", "p-7", 1.0, T0 + 20.0), Label("churn", "p-8", True, T0 + 21.0)]
     with _store(victoria.url) as store:
@@ -251,7 +252,12 @@ def test_labels_and_findings_arrive(victoria: Victoria) -> None:
     end = _ms(T0 + 0.5)
     findings = {name: s for name, [s] in series.items() if name.startswith("findings_")}
     for s in findings.values():
-        assert s["metric"] == {"model": "churn", "check": "drift", "subject": "age"}
+        assert s["metric"] == {
+            "model": "churn",
+            "check": "drift",
+            "subject": "age",
+            "version": "v3",  # a tag
+        }
         assert s["timestamps"] == [end]
     values = {name: s["values"] for name, s in findings.items()}
     assert values["findings_value"] == [0.42]

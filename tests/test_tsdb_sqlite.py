@@ -220,6 +220,36 @@ def test_an_old_version_1_file_is_migrated(tmp_path: Path) -> None:
     assert SQLiteStore(path).schema_version == SCHEMA_VERSION  # reopening is a no-op
 
 
+def test_a_version_2_data_dir_upgrades_in_place_and_keeps_its_findings(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    conn.execute(
+        "INSERT INTO findings VALUES ('m', 'error_rate', '', 0.0, 60.0, 'wilson_low', 0.3, "
+        "0.05, 1, 'critical', NULL, 0.2, 0.4, '', 'abc', 'too many errors', 40)"
+    )
+    conn.close()
+    store = SQLiteStore(path)
+    assert store.schema_version == SCHEMA_VERSION >= 3
+    [old] = store.findings("m")
+    assert (old.check, old.value, old.interval, old.n, old.version) == (
+        "error_rate",
+        0.3,
+        (0.2, 0.4),
+        40,
+        None,
+    )
+    new = Finding("m", "drift", "x", "ks", 0.4, 0.1, True, "warning", 60.0, 120.0, version="v2")
+    assert store.write(findings=[new]).findings == 1
+    assert store.findings("m") == [old, new]
+    store.close()
+    reopened = SQLiteStore(path)
+    assert reopened.findings("m", 100.0)[0].version == "v2"
+    reopened.close()
+
+
 def test_a_file_from_a_newer_watchkeeper_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     SQLiteStore(path).close()

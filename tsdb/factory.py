@@ -41,4 +41,4 @@ def open_store(config: StorageConfig, *, registry: CollectorRegistry | None = No
             gzip=influx.gzip,
             registry=registry,
         )
-    return SQLiteStore(config.store_file)
+    return SQLiteStore(config.store_file, busy_timeout_s=config.busy_timeout)

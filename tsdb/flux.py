@@ -279,7 +279,11 @@ def findings(
     *,
     breached_only: bool,
 ) -> str:
-    """Findings whose window end (the point's time) is in `[start, stop)`, oldest first."""
+    """Findings whose window end (the point's time) is in `[start, stop)`, oldest first.
+
+    `version` is a tag that findings without a version lack: their pivoted tables have no
+    such column, and after `group()` their rows read it as null (`Finding.version` None).
+    """
     condition = f'r._measurement == "{FINDINGS}"'
     if model is not None:
         condition += f" and r.model == {string_literal(model)}"

@@ -2,7 +2,8 @@
 
 One measurement per kind: `samples`, `predictions`, `features` (one point per feature value of
 a prediction), `labels` and `findings`. Only names of bounded cardinality are tags: model,
-version, sample name and sample labels (prefixed `label_`), feature, check and subject.
+version (of samples, predictions and findings; a finding without one has no `version` tag),
+sample name and sample labels (prefixed `label_`), feature, check and subject.
 Prediction ids, outputs, label values and free text are fields, because every distinct tag
 value creates a series and series cardinality is what InfluxDB scales by.
 
@@ -102,6 +103,8 @@ def check_for_line_protocol(
     for i, f in enumerate(findings):
         for field in ("model", "check", "subject"):
             _tag("findings", i, field, getattr(f, field))
+        if f.version:
+            _tag("findings", i, "version", f.version)
         for field in ("value", "threshold"):
             if math.isinf(getattr(f, field)):
                 raise InvalidRecord(
@@ -197,6 +200,8 @@ def to_points(
             .field("summary", encode_text(f.summary))
             .field("n", int(f.n))
         )
+        if f.version:  # a tag (bounded cardinality); absent when the finding has none
+            point.tag("version", f.version)
         if f.p_value is not None:
             point.field("p_value", float(f.p_value))
         if f.interval is not None:
@@ -329,4 +334,5 @@ def finding_from_row(row: Mapping[str, Any]) -> Finding:
         rule_hash=_text(row, "rule_hash"),
         summary=_text(row, "summary"),
         n=int(row.get("n") or 0),
+        version=_tag_value(row, "version") or None,
     )

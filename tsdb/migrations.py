@@ -52,7 +52,13 @@ V2 = (
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('rolled_until', '0')",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2)
+V3 = (
+    # The model version a finding's data belongs to (NULL: none, and every finding stored
+    # before this column existed); it becomes the `version` label of alerts.
+    "ALTER TABLE findings ADD COLUMN version TEXT",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2, V3)
 """Migration `i` (0-based) takes a file from schema version `i` to `i + 1`."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -63,6 +63,9 @@ class Finding:
 
     `breached` is the verdict; findings are recorded whether or not the rule was breached, so
     that alerting sees a condition clear and a later reader sees what was judged healthy.
+    `version` is the model version the judged data belongs to (the one with the most
+    predictions in the window), None where the check has none (a window without data).
+    It describes the verdict but is not part of its identity (`key`).
     """
 
     model: str
@@ -81,6 +84,7 @@ class Finding:
     rule_hash: str = ""
     summary: str = ""
     n: int = 0
+    version: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, float]:
@@ -106,6 +110,7 @@ class Finding:
                 "rule_hash": self.rule_hash,
                 "summary": self.summary,
                 "n": self.n,
+                "version": self.version,
             },
             sort_keys=True,
         )

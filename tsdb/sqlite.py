@@ -1,8 +1,10 @@
 """Embedded store: one SQLite file in WAL mode, shared by several processes at once.
 
 WAL lets the ingest server write while the detector and the dashboard read. Each `write` call
-is one transaction, so a batch is stored whole or not at all, even if the process is killed in
-the middle of it. Records that repeat an id already stored (a retried batch) are ignored.
+is stored whole or not at all, even if the process is killed in the middle of it: it is one
+transaction, or one savepoint of a transaction shared with the writes other threads of the
+process made at the same time (group commit, which the ingest server's concurrent requests
+use), and it returns only once that transaction is committed. Records that repeat an id already stored (a retried batch) are ignored.
 Records are validated before the transaction opens (`validation.py`); the schema is versioned
 and migrated on open (`migrations.py`); long-range aggregates read roll-ups (`sqlite_rollup.py`).
 Durability and sharing between processes are described in docs/storage.md.
@@ -16,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,7 @@ from .sqlite_rollup import (
     set_rolled_until,
     usable_resolution,
 )
-from .sqlite_rows import build_rows, decode_features, load
+from .sqlite_rows import Rows, build_rows, decode_features, load
 from .store import RETENTION_KINDS, PredictionMetric, RetentionKind, Stat, WriteResult
 from .validation import DEFAULT_LIMITS, Limits, RecordChecker
 
@@ -60,6 +62,10 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # Writers of this process queue here, woken the moment the writer before them
+        # commits; left to SQLite they would poll its lock with sleeps of up to 100 ms.
+        self._write_lock = threading.Lock()
+        self._queued: list[_Job] = []  # batches waiting for the next group commit
         self.schema_version = migrate(self._conn())
 
     def __repr__(self) -> str:
@@ -84,13 +90,14 @@ class SQLiteStore:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def write(
         self,
@@ -103,46 +110,94 @@ class SQLiteStore:
         """Store one batch all or nothing; `InvalidRecord` (a ValueError) for a bad record."""
         check = RecordChecker(self.limits, time.time())
         rows = build_rows(check, samples, predictions, labels, findings)
-        with self._transaction() as conn:
-            late = rows.oldest_prediction < rolled_until(conn)
-            if late:
-                (newest_rowid,) = conn.execute("SELECT max(rowid) FROM predictions").fetchone()
-            n_samples = _insert_count(
-                conn, "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?)", rows.samples
+        return self._commit(rows)
+
+    def _commit(self, rows: Rows) -> WriteResult:
+        """Write `rows` in a transaction shared with the batches other threads of this process
+        queued meanwhile (group commit), and return once it is committed.
+
+        The thread that gets the write lock writes every queued batch, each inside its own
+        savepoint, and commits once; the others find theirs done when they get the lock. A
+        batch whose statements fail is rolled back to its savepoint alone and its caller gets
+        the error; a failed commit fails every batch of the group (none of it is stored).
+        """
+        job = _Job(rows)
+        with self._lock:
+            self._queued.append(job)
+        with self._write_lock:
+            if not job.done:
+                with self._lock:
+                    jobs, self._queued = self._queued, []
+                self._write_group(jobs)
+        return job.outcome()
+
+    def _write_group(self, jobs: list[_Job]) -> None:
+        """One transaction for `jobs`; sets each job's result or error, then marks it done."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for i, job in enumerate(jobs):
+                conn.execute(f"SAVEPOINT b{i}")
+                try:
+                    job.result = self._insert(conn, job.rows)
+                except Exception as exc:
+                    job.error = exc
+                    if not conn.in_transaction:  # SQLite rolled it all back (disk full, ...)
+                        raise
+                    conn.execute(f"ROLLBACK TO b{i}")
+                conn.execute(f"RELEASE b{i}")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            for job in jobs:  # nothing of the group is stored
+                job.result, job.error = None, job.error or exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for job in jobs:
+                job.done = True
+
+    def _insert(self, conn: sqlite3.Connection, rows: Rows) -> WriteResult:
+        """One batch's rows into the open transaction."""
+        late = rows.oldest_prediction < rolled_until(conn)
+        if late:
+            (newest_rowid,) = conn.execute("SELECT max(rowid) FROM predictions").fetchone()
+        n_samples = _insert_count(
+            conn, "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?)", rows.samples
+        )
+        n_predictions = _insert_count(
+            conn,
+            "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows.predictions,
+        )
+        if late and n_predictions:
+            # Rows for periods already rolled up join their periods now, in this same
+            # transaction; rowids above the old maximum are exactly this batch's new rows.
+            rollup_rows(conn, "p.rowid > ? AND p.ts < ?", (newest_rowid or 0, rolled_until(conn)))
+        n_labels = _insert_count(
+            conn, "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?)", rows.labels
+        )
+        n_findings = _insert_count(
+            conn,
+            "INSERT OR IGNORE INTO findings VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows.findings,
+        )
+        if rows.seen:
+            conn.executemany(
+                "INSERT INTO models VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "first_seen = min(first_seen, excluded.first_seen), "
+                "last_seen = max(last_seen, excluded.last_seen)",
+                [(m, low, high) for m, (low, high) in rows.seen.items()],
             )
-            n_predictions = _insert_count(
-                conn,
-                "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows.predictions,
+        if rows.versions:
+            conn.executemany(
+                "INSERT INTO model_versions VALUES (?, ?, ?) ON CONFLICT (model, version) "
+                "DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
+                [(m, v, ts) for (m, v), ts in rows.versions.items()],
             )
-            if late and n_predictions:
-                # Rows for periods already rolled up join their periods now, in this same
-                # transaction; rowids above the old maximum are exactly this batch's new rows.
-                rollup_rows(
-                    conn, "p.rowid > ? AND p.ts < ?", (newest_rowid or 0, rolled_until(conn))
-                )
-            n_labels = _insert_count(
-                conn, "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?)", rows.labels
-            )
-            n_findings = _insert_count(
-                conn,
-                "INSERT OR IGNORE INTO findings VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows.findings,
-            )
-            if rows.seen:
-                conn.executemany(
-                    "INSERT INTO models VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "first_seen = min(first_seen, excluded.first_seen), "
-                    "last_seen = max(last_seen, excluded.last_seen)",
-                    [(m, low, high) for m, (low, high) in rows.seen.items()],
-                )
-            if rows.versions:
-                conn.executemany(
-                    "INSERT INTO model_versions VALUES (?, ?, ?) ON CONFLICT (model, version) "
-                    "DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
-                    [(m, v, ts) for (m, v), ts in rows.versions.items()],
-                )
         return WriteResult(n_samples, n_predictions, n_labels, n_findings)
 
     def models(self) -> list[ModelInfo]:
@@ -396,7 +451,8 @@ class SQLiteStore:
         rows = self._conn().execute(
             "SELECT model, check_name, subject, statistic, value, threshold, breached, severity, "
             "window_start, window_end, p_value, interval_low, interval_high, reference_id, "
-            f"rule_hash, summary, n FROM findings {where} ORDER BY window_end, model, check_name, "
+            f"rule_hash, summary, n, version FROM findings {where} "
+            "ORDER BY window_end, model, check_name, "
             "subject",
             args,
         )
@@ -475,6 +531,24 @@ def _quantiles(
     return [(start + b * step, quantile(values, q)) for b, values in sorted(by_bucket.items())]
 
 
+class _Job:
+    """One batch in a group commit: its rows, then its result or its error."""
+
+    __slots__ = ("done", "error", "result", "rows")
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        self.done = False
+        self.result: WriteResult | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> WriteResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
 def _insert_count(conn: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]]) -> int:
     if not rows:
         return 0
@@ -502,6 +576,7 @@ def _finding(row: tuple[Any, ...]) -> Finding:
         rule_hash,
         summary,
         n,
+        version,
     ) = row
     return Finding(
         model=model,
@@ -520,4 +595,5 @@ def _finding(row: tuple[Any, ...]) -> Finding:
         rule_hash=rule_hash,
         summary=summary,
         n=int(n),
+        version=version,
     )

@@ -201,6 +201,8 @@ def _finding(check: RecordChecker, i: int, f: Finding) -> None:
     for field in ("subject", "statistic", "reference_id", "rule_hash"):
         check.name("findings", i, field, getattr(f, field), empty=True)
     check.text("findings", i, "summary", f.summary)
+    if f.version is not None:
+        check.name("findings", i, "version", f.version, empty=True)
     for field in ("value", "threshold"):
         value = getattr(f, field)
         # An infinite statistic or threshold is meaningful (a disabled rule); NaN is not.

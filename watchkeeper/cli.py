@@ -1,4 +1,5 @@
-"""The `watchkeeper` command line: demo, serve, dashboard and check-config."""
+"""The `watchkeeper` command line: demo, serve, detect, dashboard, check-config and the
+alerting and detector tools."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -17,11 +19,15 @@ from watchkeeper import __version__
 from watchkeeper.alerting import cli as alerting_cli
 from watchkeeper.config import Config, ConfigError, load_config, parse_duration
 from watchkeeper.detector import commands as detector_cli
+from watchkeeper.detector.shard import Shard, parse_shard
+from watchkeeper.roles import ROLES
 
 EPILOG = """examples:
   watchkeeper demo                         the whole stack with synthetic services and incidents
   watchkeeper demo --duration 60 --no-dashboard --notify json://127.0.0.1:9000/hook
   watchkeeper serve --config watchkeeper.yaml
+  watchkeeper serve --config watchkeeper.yaml --role ingest --port 8766
+  watchkeeper detect --config watchkeeper.yaml --shard 1/2
   watchkeeper dashboard --config watchkeeper.yaml
   watchkeeper check-config watchkeeper.yaml
 """
@@ -104,8 +110,40 @@ def build_parser() -> argparse.ArgumentParser:
         "detector and alerting on their schedule, until Ctrl-C or SIGTERM.",
     )
     _add_config_options(serve)
-    serve.add_argument("--host", help="ingest API address (default from config: 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="ingest API port (default from config: 8765)")
+    serve.add_argument("--host", help="HTTP address (default from config: 127.0.0.1)")
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="ingest API port (default from config: 8765); without the ingest role, the port "
+        "of GET /healthz and GET /metrics (default: none)",
+    )
+    serve.add_argument(
+        "--role",
+        action="append",
+        type=_roles,
+        metavar="ROLE[,ROLE]",
+        help=f"run only these parts (repeatable or comma-separated; default: all of "
+        f"{', '.join(ROLES)}). Several ingest replicas can share one store; the detector can "
+        "be split with --shard; run one alerting replica",
+    )
+    _add_shard_option(serve)
+
+    detect = commands.add_parser(
+        "detect",
+        help="run only the detector (optionally one shard of the models)",
+        description="Judge the models' windows on the configured schedule and write findings "
+        "to the store, like `serve --role detector`; alerting (a `serve` with the alerting "
+        "role) follows them there. With --once, judge what is due and exit.",
+    )
+    _add_config_options(detect)
+    _add_shard_option(detect)
+    detect.add_argument(
+        "--once", action="store_true", help="judge every window due now, print a summary, exit"
+    )
+    detect.add_argument("--host", help="address of --port (default from config: 127.0.0.1)")
+    detect.add_argument(
+        "--port", type=int, help="serve GET /healthz and GET /metrics on this port (default: none)"
+    )
 
     dashboard = commands.add_parser(
         "dashboard",
@@ -130,6 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _roles(text: str) -> list[str]:
+    roles = [r.strip() for r in text.split(",") if r.strip()]
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown or not roles:
+        raise argparse.ArgumentTypeError(
+            f"unknown role {', '.join(unknown) or text!r}; choose from {', '.join(ROLES)}"
+        )
+    return roles
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_shard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="judge only shard I of N of the models (1-based, e.g. 1/2 and 2/2 on two "
+        "processes), and scrape only that share of the targets; each model belongs to exactly "
+        "one shard",
+    )
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="path to watchkeeper.yaml (default: none)")
     parser.add_argument(
@@ -146,10 +212,47 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    roles = sorted({r for group in args.role or [list(ROLES)] for r in group}, key=ROLES.index)
+    return _run_stack(args, roles)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    if args.once:
+        return _detect_once(args)
+    return _run_stack(args, ["detector"])
+
+
+def _detect_once(args: argparse.Namespace) -> int:
+    from watchkeeper.detector.engine import Detector
+    from watchkeeper.tsdb import open_store
+
+    config = _load(args)
+    store = open_store(config.storage)
+    try:
+        detector = Detector(store, config, shard=args.shard)
+        findings = detector.run_once(time.time())
+    finally:
+        store.close()
+    breached = sum(f.breached for f in findings)
+    shard = f" (shard {args.shard})" if args.shard is not None else ""
+    print(
+        f"judged {detector.judged} model(s){shard}: {len(findings)} finding(s), "
+        f"{breached} breached; {len(detector.errors)} model(s) failed"
+    )
+    for model, exc in sorted(detector.errors.items()):
+        print(f"  {model}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 1 if detector.errors else 0
+
+
+def _run_stack(args: argparse.Namespace, roles: list[str]) -> int:
     from watchkeeper.runtime import Stack
 
     config = _load(args)
-    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    serves_ingest = "ingest" in roles
+    updates = {"host": args.host}
+    if serves_ingest:
+        updates["port"] = args.port
+    updates = {k: v for k, v in updates.items() if v is not None}
     config = config.model_copy(update={"ingest": config.ingest.model_copy(update=updates)})
     stopping = threading.Event()
 
@@ -157,10 +260,14 @@ def _serve(args: argparse.Namespace) -> int:
         stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
-    with Stack(config) as stack:
+    status_port = None if serves_ingest else args.port
+    with Stack(config, roles=roles, shard=args.shard, status_port=status_port) as stack:
         stack.start()
+        shard = f", shard {args.shard}" if args.shard is not None else ""
+        where = f" on {stack.ingest_url}" if stack.serves_http else ""
         print(
-            f"watchkeeper serving on {stack.ingest_url} (data in {config.storage.path})", flush=True
+            f"watchkeeper running {', '.join(roles)}{shard}{where} (data in {config.storage.path})",
+            flush=True,
         )
         try:
             while not stopping.wait(1.0):
@@ -274,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "demo": _demo,
         "serve": _serve,
+        "detect": _detect,
         "dashboard": _dashboard,
         "check-config": _check_config,
         "silence": alerting_cli.run,

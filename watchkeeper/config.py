@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from .config_errors import KeyPathError, describe, read_yaml
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
@@ -58,6 +60,15 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+
+def _sha256(value: object) -> object:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError(f"expected the 64 hex digits of a SHA-256, got {value!r}")
+    return value.lower()
+
+
+Sha256 = Annotated[str, BeforeValidator(_sha256)]
+
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -78,6 +89,25 @@ def expand_env(value: object) -> object:
 EnvStr = Annotated[str, BeforeValidator(expand_env)]
 """A string that may hold `${ENV_VAR}` references (secrets), expanded at load time."""
 Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+RUNBOOK_PLACEHOLDERS = ("model", "check", "subject", "version")
+
+
+def _check_runbook_url(value: str | None) -> str | None:
+    """A runbook URL may use `{model}`, `{check}`, `{subject}` and `{version}`, nothing else."""
+    if value:
+        try:
+            value.format(**{name: "" for name in RUNBOOK_PLACEHOLDERS})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"runbook_url {value!r} has a bad placeholder ({exc}); it may use "
+                + ", ".join(f"{{{name}}}" for name in RUNBOOK_PLACEHOLDERS)
+            ) from None
+    return value
+
+
+RunbookUrl = Annotated[str | None, AfterValidator(_check_runbook_url)]
+"""A URL with optional `{model}`, `{check}`, `{subject}`, `{version}` placeholders."""
 
 
 class _Section(BaseModel):
@@ -121,6 +151,9 @@ class StorageConfig(_Section):
     backend: Literal["sqlite", "influxdb"] = "sqlite"
     path: Path = Path("watchkeeper-data")
     influxdb: InfluxDBConfig | None = None
+    busy_timeout: Annotated[Duration, Field(gt=0.0)] = 10.0
+    """SQLite: how long a read or write waits for another process's lock before it fails
+    (the ingest API then answers 503 and the client retries)."""
 
     @model_validator(mode="after")
     def _backend_configured(self) -> StorageConfig:
@@ -162,6 +195,8 @@ class IngestToken(_Section):
 class IngestConfig(_Section):
     """The ingest API: where it listens, its limits, and who may write (no tokens: anyone).
 
+    `tokens_file` is a YAML list of more tokens in the format of `tokens`, reread when it
+    changes (checked at most every 2 s), so tokens rotate without a restart.
     `rate_limit` is records per second per token (per client address without tokens), with
     bursts of up to `rate_burst` records (default: `max_batch_items`); over it, 429 with
     `Retry-After`. With `tls_certfile` and `tls_keyfile` (PEM) it serves HTTPS only.
@@ -172,6 +207,7 @@ class IngestConfig(_Section):
     max_body_bytes: int = Field(10_000_000, gt=0)
     max_batch_items: int = Field(10_000, gt=0)
     tokens: list[IngestToken] = []
+    tokens_file: Path | None = None
     rate_limit: float | None = Field(None, gt=0)
     rate_burst: int | None = Field(None, gt=0)
     tls_certfile: Path | None = None
@@ -209,12 +245,14 @@ class ScrapeTarget(_Section):
 class _Check(_Section):
     """What every check has: a switch, how long a breach must last before the alert fires
     (`for`), how long a fired alert stays firing after the breach clears
-    (`keep_firing_for`), and the severity of its alerts."""
+    (`keep_firing_for`), the severity of its alerts and their runbook (`runbook_url`; unset:
+    the model's, then `detector.defaults.runbook_url`)."""
 
     enabled: bool = True
     for_: Duration = Field(900.0, alias="for")
     keep_firing_for: Duration = 0.0
     severity: Literal["info", "warning", "critical"] = "warning"
+    runbook_url: RunbookUrl = None
 
 
 class UpCheck(_Check):
@@ -383,12 +421,17 @@ class ChecksConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """How one model is judged: window length, evaluation step, checks and extra alert labels."""
+    """How one model is judged: window length, evaluation step, checks, extra alert labels and
+    the runbook of checks that name none (`detector.defaults.runbook_url`: of every model)."""
 
     window: Duration = 3600.0
     every: Duration = 300.0
     checks: ChecksConfig = ChecksConfig()
     labels: dict[str, str] = {}
+    runbook_url: RunbookUrl = None
+    artifacts: dict[str, Sha256] = {}
+    """Registered model files, version -> SHA-256: with any, a service reporting another file
+    (`Monitor(artifact_sha256=...)`) raises an `unexpected_model` alert."""
 
 
 class DetectorConfig(_Section):
@@ -419,7 +462,8 @@ class ReceiverConfig(_Section):
 
     `title` and `body` override the default message; they are `string.Template` text with
     `$status`, `$STATUS`, `$count`, `$firing_count`, `$resolved_count`, `$title`, `$body`,
-    `$summary`, `$labels`, `$dedup_key` and `$dashboard_url`.
+    `$summary`, `$labels`, `$dedup_key`, `$dashboard_url`, and of the first alert `$value`,
+    `$threshold`, `$since`, `$version`, `$runbook_url` and `$dashboard_link`.
     """
 
     name: str = Field(min_length=1)
@@ -498,16 +542,20 @@ class AlertingConfig(_Section):
                 "receivers (the simple form) already defines the receiver named default"
             )
         if len(set(names)) != len(names):
-            raise ValueError(f"receiver names must be unique, got {names}")
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise KeyPathError(
+                ("named_receivers",), f"receiver names must be unique, got {twice} twice"
+            )
         known = {"default", *names}
-        pending = [self.route]
+        pending: list[tuple[tuple[str | int, ...], RouteConfig]] = [(("route",), self.route)]
         while pending:
-            route = pending.pop()
+            loc, route = pending.pop()
             if route.receiver is not None and route.receiver not in known:
-                raise ValueError(
-                    f"route receiver {route.receiver!r} is not defined; known: {sorted(known)}"
+                raise KeyPathError(
+                    (*loc, "receiver"),
+                    f"route receiver {route.receiver!r} is not defined; known: {sorted(known)}",
                 )
-            pending.extend(route.routes)
+            pending.extend(((*loc, "routes", i), r) for i, r in enumerate(route.routes))
         return self
 
 
@@ -530,15 +578,15 @@ class Config(_Section):
         return self.models.get(name, self.detector.defaults)
 
 
-def config_from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
-    """Validate a parsed configuration; errors name `source`, the key path and the problem."""
+def config_from_dict(
+    data: dict[str, Any], source: str = "<config>", lines: Mapping[tuple[str, ...], int] = {}
+) -> Config:
+    """Validate a parsed configuration; errors name `source`, the key path and the problem
+    (and the line, given the `lines` of key paths `read_yaml` found)."""
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            path = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            problems.append(f"{source}: {path}: {error['msg']}")
+        problems = [describe(error, Config, source, lines) for error in exc.errors()]
         raise ConfigError("\n".join(problems)) from None
     return config
 
@@ -552,12 +600,16 @@ def load_config(path: str | Path | None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text: invalid byte at offset {exc.start}; save the file as UTF-8"
+        ) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data, lines = read_yaml(text, str(path))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: (top level): expected a mapping, got {type(data).__name__}")
-    return config_from_dict(data, str(path))
+    return config_from_dict(data, str(path), lines)
