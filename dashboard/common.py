@@ -6,11 +6,13 @@ each page script then calls `run_page`, which reads that `View`, explains an emp
 directory, reruns the page body on the auto-refresh schedule and turns store errors into
 messages. Loaders are cached per time bucket (`tick`): interacting with a page, or several
 people looking at once, costs no store read, and a month-long range is not recomputed on
-every refresh.
+every refresh. Every page starts with a banner when a watchkeeper process is degraded or does
+not answer its `/healthz` (`health_banner`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import time
@@ -28,9 +30,12 @@ from watchkeeper.alerting.records import Alert
 from watchkeeper.alerting.state import read_alerts
 from watchkeeper.config import Config, StorageConfig
 
-from . import data
+from . import data, health
+
+log = logging.getLogger(__name__)
 
 VIEW_KEY = "watchkeeper_view"
+HEALTH_TTL_S = 10.0
 CACHE_TTL_S = 600.0
 RANGES = {
     "last 1h": 3600.0,
@@ -177,6 +182,28 @@ def load_fleet(
     return fleet
 
 
+@st.cache_data(ttl=HEALTH_TTL_S, max_entries=16, show_spinner=False)
+def load_health(urls: tuple[str, ...], cafile: str | None) -> list[health.ProcessHealth]:
+    """Every process's `/healthz` answer, asked at most every `HEALTH_TTL_S` seconds (1 s
+    timeout each, all at once), so pages stay fast even when a process hangs."""
+    return health.check_all(urls, cafile=Path(cafile) if cafile else None)
+
+
+def health_banner(config: Config) -> None:
+    """A warning per degraded process and an error per unavailable or silent one, naming
+    each degraded part and its detail; nothing when all are ok. Never fails the page."""
+    try:
+        cafile = config.ingest.tls_certfile
+        reports = load_health(tuple(health.health_urls(config)), str(cafile) if cafile else None)
+        for report in reports:
+            if report.status == "degraded":
+                st.warning(health.describe(report), icon=":material/warning:")
+            elif not report.ok:
+                st.error(health.describe(report), icon=":material/error:")
+    except Exception:  # the banner is a courtesy; the page must draw without it
+        log.exception("could not show the health of watchkeeper's processes")
+
+
 def empty_state(config: Config) -> None:
     """No model yet: how to instrument one, and how to see the dashboard with data."""
     endpoint = f"http://{config.ingest.host}:{config.ingest.port}"
@@ -234,6 +261,7 @@ def run_page(title: str, body: Callable[[View], None], *, needs_store: bool = Tr
         return
 
     def content() -> None:
+        health_banner(view.config)
         if needs_store and view.store_missing:
             empty_state(view.config)
             return

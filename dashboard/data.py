@@ -39,6 +39,7 @@ FLEET_COLUMNS = (
     "last_seen",
     "throughput_per_min",
     "error_rate",
+    "fallback_rate",
     "p95_latency_ms",
     "drift_score",
     "drift_feature",
@@ -113,8 +114,9 @@ def fleet_overview(
 
     Status is `critical` when a critical alert fires for the model, else `warning` when any
     alert fires, else `stale` when it has been silent longer than its up-check staleness, else
-    `ok`. Throughput (per minute), error rate and p95 latency cover the model's configured
-    `window` up to `now`; they are NaN when that window holds no predictions. `drift_score` is
+    `ok`. Throughput (per minute), error rate, fallback rate and p95 latency cover the model's
+    configured `window` up to `now`; they are NaN when that window holds no predictions (the
+    fallback rate also when the model never reported a fallback). `drift_score` is
     the largest KS statistic among the model's latest drift findings (`latest_drift`), with
     the feature it belongs to; the label columns come from the model's configured `labels`.
     """
@@ -147,6 +149,7 @@ def fleet_overview(
                 "last_seen": utc(info.last_seen),
                 "throughput_per_min": count * 60.0 / window,
                 "error_rate": _window_value(store, info.name, "error_rate", start, now),
+                "fallback_rate": _window_fallback_rate(store, info.name, start, now),
                 "p95_latency_ms": p95 * 1000.0,
                 "drift_score": drift_score,
                 "drift_feature": drift_feature,
@@ -157,7 +160,13 @@ def fleet_overview(
     frame = pd.DataFrame(rows, columns=list(FLEET_COLUMNS))
     for column in ("firing", "pending"):
         frame[column] = frame[column].astype("int64")
-    for column in ("throughput_per_min", "error_rate", "p95_latency_ms", "drift_score"):
+    for column in (
+        "throughput_per_min",
+        "error_rate",
+        "fallback_rate",
+        "p95_latency_ms",
+        "drift_score",
+    ):
         frame[column] = frame[column].astype("float64")
     frame["last_seen"] = pd.to_datetime(frame["last_seen"], utc=True)
     return frame
@@ -216,6 +225,13 @@ def fallback_series(
             "value": pd.Series([v for _, v in rows], dtype="float64"),
         }
     )
+
+
+def _window_fallback_rate(store: Store, model: str, start: float, end: float) -> float:
+    """Fallbacks per prediction over the whole window (one bucket); NaN without predictions
+    or when the model never reported a fallback."""
+    values = fallback_series(store, model, start, end, end - start)["value"]
+    return float(values.iloc[0]) if len(values) else math.nan
 
 
 def _alert_row(alert: Alert) -> dict[str, object]:
@@ -328,18 +344,24 @@ def drift_matrix(
     )
 
 
-TREND_COLUMNS = ("throughput_trend", "error_rate_trend", "p95_trend", "drift_trend")
+TREND_COLUMNS = (
+    "throughput_trend",
+    "error_rate_trend",
+    "fallback_trend",
+    "p95_trend",
+    "drift_trend",
+)
 
 
 def fleet_trends(
     store: Store, model: str, start: float, end: float, every: float, points: int = 24
 ) -> dict[str, list[float]]:
     """Small trends for one fleet row: `points` values each of throughput (per minute), error
-    rate, p95 latency (ms) and worst drift score over `[start, end)`.
+    rate, fallback rate, p95 latency (ms) and worst drift score over `[start, end)`.
 
     Buckets without predictions are a throughput of zero and are left out of the rates (a
     rate of nothing is unknown); buckets without a drift evaluation are left out of the drift
-    trend.
+    trend. The fallback trend is empty when the model never reported a fallback.
     """
     step = (end - start) / points
     counts = dict(store.aggregate_predictions(model, "count", start, end, step))
@@ -352,6 +374,7 @@ def fleet_trends(
             counts.get(start + i * step, 0.0) * 60.0 / step for i in range(points)
         ],
         "error_rate_trend": [v for _, v in errors],
+        "fallback_trend": fallback_series(store, model, start, end, step)["value"].tolist(),
         "p95_trend": [v * 1000.0 for _, v in p95],
         "drift_trend": [float(v) for v in worst.tolist()],
     }

@@ -1,8 +1,8 @@
 """Fleet page (a Streamlit page script run by `app.py`): every model at a glance, worst first.
 
-Status, alerts, last seen, throughput, p95 latency, error rate and worst drift score per model,
-each figure with a small trend over the chosen range; filterable by the `team` and
-`environment` labels of the configuration, sortable by any column (click its header).
+Status, alerts, last seen, throughput, p95 latency, error rate, fallback rate and worst drift
+score per model, each figure with a small trend over the chosen range; filterable by the `team`
+and `environment` labels of the configuration, sortable by any column (click its header).
 Selecting a row opens that model's page.
 """
 
@@ -28,7 +28,8 @@ from watchkeeper.dashboard.data import FILTER_LABELS, STATUSES
 COLUMN_ORDER = (
     "model", "status", "firing", "pending", "last_seen",
     "throughput_per_min", "throughput_trend", "p95_latency_ms", "p95_trend",
-    "error_rate", "error_rate_trend", "drift_score", "drift_feature", "drift_trend",
+    "error_rate", "error_rate_trend", "fallback_rate", "fallback_trend",
+    "drift_score", "drift_feature", "drift_trend",
     "versions", *FILTER_LABELS,
 )  # fmt: skip
 
@@ -123,6 +124,13 @@ def body(view: View) -> None:
             "p95_trend": trend("p95 trend", y_min=0),
             "error_rate": st.column_config.NumberColumn("Error rate", format="percent"),
             "error_rate_trend": trend("Error trend", y_min=0),
+            "fallback_rate": st.column_config.NumberColumn(
+                "Fallback rate",
+                format="percent",
+                help="Fallbacks per prediction (`monitor.log_fallback`); blank when the model "
+                "never reported one",
+            ),
+            "fallback_trend": trend("Fallback trend", y_min=0),
             "drift_score": st.column_config.NumberColumn(
                 "Worst drift (KS)", format="%.2f", help="Largest KS statistic of the latest check"
             ),

@@ -59,19 +59,32 @@ def load_incidents(
 
 
 @st.cache_data(ttl=600.0, max_entries=32, show_spinner=False)
-def explain(wanted: str, config_key: str, _config: Config) -> tuple[str, bool | None]:
+def explain(
+    wanted: str, model: str, window_end: float, config_key: str, _config: Config
+) -> tuple[str, bool | None]:
     """`watchkeeper explain ID`'s output for a stored finding, and whether the recomputed
-    numbers agree with the stored ones (None: it could not be recomputed)."""
+    numbers agree with the stored ones (None: it could not be recomputed).
+
+    The page knows the finding's model and window end and passes them, so the finding is
+    looked up in one window's findings rather than searched for (same output as the CLI).
+    """
     out = io.StringIO()
     try:
-        code = explain_store(wanted, _config, out)
+        code = explain_store(wanted, _config, out, model=model, window_end=window_end)
     except ExplainError as exc:
         return f"{out.getvalue()}cannot explain {wanted}: {exc}", None
     return out.getvalue(), code == 0
 
 
-def explain_panel(view: View, key: str, ids: list[str], labels: dict[str, str]) -> None:
-    """Pick one of `ids` and recompute it; the output stays shown across refreshes."""
+def explain_panel(
+    view: View,
+    key: str,
+    ids: list[str],
+    labels: dict[str, str],
+    where: dict[str, tuple[str, float]],
+) -> None:
+    """Pick one of `ids` and recompute it; the output stays shown across refreshes. `where`
+    gives each id's model and window end."""
     chosen = st.selectbox(
         "Finding", ids, format_func=lambda i: labels[i], key=f"explain_pick_{key}"
     )
@@ -83,7 +96,9 @@ def explain_panel(view: View, key: str, ids: list[str], labels: dict[str, str]) 
         explained[key] = chosen
     if explained.get(key) != chosen:
         return
-    text, agree = explain(chosen, view.config.model_dump_json(), view.config)
+    with st.spinner("Recomputing from the stored data (as `watchkeeper explain` does)..."):
+        model, window_end = where[chosen]
+        text, agree = explain(chosen, model, window_end, view.config.model_dump_json(), view.config)
     if agree is True:
         st.success("Recomputed from the stored data: same numbers.")
     elif agree is False:
@@ -174,7 +189,11 @@ def body(view: View) -> None:
                 + f" · {row['value']:.4g}"
                 for row in shown.to_dict("records")
             }
-            explain_panel(view, str(incident.incident), list(labels), labels)
+            where = {
+                str(row["id"]): (str(incident.model), row["time"].timestamp())
+                for row in shown.to_dict("records")
+            }
+            explain_panel(view, str(incident.incident), list(labels), labels, where)
 
 
 run_page("Incidents", body)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 from watchkeeper.config import EfficacyCheck
 
 from .candidate import Candidate
 from .frame import Batch, missing_mask
 from .profile import Baseline
-from .stats import wilson_interval
+from .stats import binomial_cdf, normal_cdf, wilson_interval
 
 BOOTSTRAP_ROUNDS = 200
 
@@ -78,6 +77,36 @@ def predicted_classes(batch: Batch, scores: bool) -> np.ndarray:
     return keys
 
 
+def joint_class_codes(batch: Batch, scores: bool) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Every prediction's label and predicted class as codes into one vocabulary of class
+    names, computed once per batch: (label codes, predicted codes, name -> code).
+
+    An absent label or prediction is the name "None", as `str` makes of it: the per-window
+    comparisons give what comparing `astype(str)` strings gave, on integers.
+    """
+
+    def make() -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        label_codes, label_names = batch.class_codes("label")
+        if scores:
+            output = batch.output_numeric()
+            predicted = np.where(output >= 0.5, 1, 0).astype(np.int64)
+            predicted[np.isnan(output)] = -1
+            predicted_names: tuple[str, ...] = ("0", "1")
+        else:
+            predicted, predicted_names = batch.class_codes("output")
+        vocabulary: dict[str, int] = {}
+
+        def joint(codes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+            # code -1 (absent) takes the last entry: the name "None"
+            lookup = [vocabulary.setdefault(name, len(vocabulary)) for name in (*names, "None")]
+            joined: np.ndarray = np.array(lookup, dtype=np.int64)[codes]
+            return joined
+
+        return joint(label_codes, label_names), joint(predicted, predicted_names), vocabulary
+
+    return batch.memo(f"efficacy-classes-{scores}", make)
+
+
 def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve: the chance a random positive scores above a random negative
     (ties count half), from the Mann-Whitney U statistic. Missing scores are left out."""
@@ -86,7 +115,9 @@ def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     n1, n0 = int(positive.sum()), int((~positive).sum())
     if n1 == 0 or n0 == 0:
         return math.nan
-    ranks = _scipy_stats.rankdata(scores)
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
     u = float(ranks[positive].sum()) - n1 * (n1 + 1) / 2.0
     return u / (n1 * n0)
 
@@ -98,10 +129,10 @@ def auc_drop_p_value(auc: float, reference: float, n1: int, n0: int) -> float:
     variance = (auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0)
     if variance <= 0:
         return 1.0 if auc >= reference else 0.0
-    return float(_scipy_stats.norm.cdf((auc - reference) / math.sqrt(variance)))
+    return normal_cdf((auc - reference) / math.sqrt(variance))
 
 
-def _f1(y: np.ndarray, yhat: np.ndarray, positive: str) -> float:
+def _f1(y: np.ndarray, yhat: np.ndarray, positive: str | int) -> float:
     tp = np.sum((yhat == positive) & (y == positive))
     wrong = np.sum((yhat == positive) != (y == positive))
     return float(2 * tp / (2 * tp + wrong)) if 2 * tp + wrong else math.nan
@@ -181,8 +212,10 @@ def efficacy_candidates(
             mean = float(np.mean(values))
             value = mean if subject == "mae" else math.sqrt(mean)
             ref_mean = ref if subject == "mae" else ref**2
+            from scipy.stats import ttest_ind_from_stats
+
             p_value = float(
-                _scipy_stats.ttest_ind_from_stats(
+                ttest_ind_from_stats(
                     mean,
                     math.sqrt(float(np.var(values, ddof=1))),
                     values.size,
@@ -197,10 +230,12 @@ def efficacy_candidates(
             out.append(make(subject, value, ref, p_value, rise, None, rise >= cfg.min_drop))
         return out
 
-    y = batch.class_keys("label")[low:high][present].astype(str)
-    yhat = predicted_classes(batch, baseline.scores)[low:high][present].astype(str)
+    label_codes, predicted_codes, vocabulary = joint_class_codes(batch, baseline.scores)
+    y = label_codes[low:high][present]
+    yhat = predicted_codes[low:high][present]
     out = []
-    positive = baseline.positive
+    # a class absent from the data gets a code no prediction has
+    positive = None if baseline.positive is None else vocabulary.get(baseline.positive, -2)
     counts: dict[str, tuple[int, int]] = {"accuracy": (int(np.sum(y == yhat)), int(y.size))}
     if positive is not None:
         predicted = yhat == positive
@@ -213,14 +248,14 @@ def efficacy_candidates(
             out.append(make(subject, math.nan, ref, None, 0.0, None, False))
             continue
         value = hits / trials
-        p_value = float(_scipy_stats.binom.cdf(hits, trials, min(ref, 1.0)))
+        p_value = binomial_cdf(hits, trials, min(ref, 1.0))
         interval = wilson_interval(hits, trials, cfg.confidence)
         out.append(
             make(subject, value, ref, p_value, ref - value, interval, ref - value >= cfg.min_drop)
         )
     if baseline.scores and "roc_auc" in baseline.metrics:
         ref = baseline.metrics["roc_auc"]
-        actual = y == "1"
+        actual = y == vocabulary.get("1", -2)
         scores = batch.output_numeric()[low:high][present]
         value = roc_auc(actual, scores)
         n1, n0 = int(actual.sum()), int((~actual).sum())

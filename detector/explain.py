@@ -5,19 +5,26 @@ or interval. Explaining one re-runs the same judge over the same data up to that
 baselines built from history are rebuilt too), prints the stored and recomputed numbers side by
 side with the window's data and the reference it was compared with, and says whether they
 agree.
+
+A finding id is a hash of the finding's model, check, subject and window end
+(`replay.finding_id`), so the id alone does not say where the finding is. `find_stored` looks
+for it newest first, in time slices that grow fourfold, so explaining a recent finding (the one
+an alert names) reads a few thousand findings rather than the whole store; callers that know
+the finding's model and window end (the dashboard) pass them and read one window.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from watchkeeper.config import Config
-from watchkeeper.tsdb import Finding
+from watchkeeper.tsdb import Finding, Store
 
 from .frame import Batch, batch_from_frame, read_table
 from .judge import ModelJudge
@@ -174,8 +181,76 @@ def explain_replay(
     return 0 if agree else 1
 
 
-def explain_store(wanted: str, config: Config | None, out: IO[str]) -> int:
-    """Explain a finding stored by the live detector, recomputing it from the store."""
+FIRST_SLICE_S = 3600.0
+"""How far back from the newest stored window `find_stored` looks first; each further slice
+is four times longer."""
+HINT_SLACK_S = 1.0
+"""How far around a hinted window end `find_stored` looks (a store may round times)."""
+
+
+def _slices(newest: float) -> Iterator[tuple[float | None, float | None]]:
+    """`[start, end)` bounds covering all time, newest first: everything from an hour before
+    `newest` on, then slices four times longer each, then everything older.
+
+    >>> list(_slices(100_000.0))[:3]
+    [(96400.0, None), (82000.0, 96400.0), (24400.0, 82000.0)]
+    """
+    end: float | None = None
+    start, span = newest - FIRST_SLICE_S, FIRST_SLICE_S
+    while start > 0.0:
+        yield start, end
+        end, span = start, span * 4
+        start = end - span
+    yield None, end
+
+
+def _first(found: list[Finding], wanted: str) -> Finding | None:
+    return next((f for f in found if finding_id(f) == wanted), None)
+
+
+def find_stored(
+    store: Store,
+    wanted: str,
+    *,
+    model: str | None = None,
+    window_end: float | None = None,
+) -> Finding | None:
+    """The stored finding whose `finding_id` is `wanted`, or None.
+
+    `model` and `window_end` are hints: with both, one window's findings are read; with
+    `model` alone, only that model's. A wrong hint costs a full search, never a wrong answer.
+    Without hints the store is searched newest first (`_slices`), so a recent finding is found
+    after reading only the last hours' findings.
+    """
+    if window_end is not None:
+        near = store.findings(model, window_end - HINT_SLACK_S, window_end + HINT_SLACK_S)
+        if (match := _first(near, wanted)) is not None:
+            return match
+    if model is not None and (match := _first(store.findings(model), wanted)) is not None:
+        return match
+    ends = [store.last_evaluated(info.name) for info in store.models()]
+    newest = max((t for t in ends if t is not None), default=None)
+    if newest is None:
+        return _first(store.findings(), wanted)
+    for start, end in _slices(newest):
+        if (match := _first(store.findings(None, start, end), wanted)) is not None:
+            return match
+    return None
+
+
+def explain_store(
+    wanted: str,
+    config: Config | None,
+    out: IO[str],
+    *,
+    model: str | None = None,
+    window_end: float | None = None,
+) -> int:
+    """Explain a finding stored by the live detector, recomputing it from the store.
+
+    `model` and `window_end` are optional hints where the finding is (see `find_stored`); the
+    output is the same with or without them.
+    """
     from watchkeeper.tsdb import open_store
 
     from .engine import Detector
@@ -183,7 +258,7 @@ def explain_store(wanted: str, config: Config | None, out: IO[str]) -> int:
     config = config or Config()
     store = open_store(config.storage)
     try:
-        match = next((f for f in store.findings() if finding_id(f) == wanted), None)
+        match = find_stored(store, wanted, model=model, window_end=window_end)
         if match is None:
             raise ExplainError(
                 f"no finding with id {wanted!r} in the store at {config.storage.path}"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from watchkeeper.tsdb import Label, Prediction
 
 if TYPE_CHECKING:
     import pandas as pd
+
+_T = TypeVar("_T")
 
 RESERVED = (
     "timestamp",
@@ -64,6 +66,8 @@ class Batch:
     _missing: dict[str, np.ndarray] = field(default_factory=dict)
     _keys: dict[str, np.ndarray] = field(default_factory=dict)
     _dictionaries: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _class_codes: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)
+    _memo: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -151,9 +155,27 @@ class Batch:
         """`label` or `output` as class names (1 and 1.0 are one class), None where absent."""
         cached = self._keys.get(which)
         if cached is None:
-            cached = class_keys(self.label if which == "label" else self.output)
+            codes, names = self.class_codes(which)
+            cached = np.array([*names, None], dtype=object)[codes]
             self._keys[which] = cached
         return cached
+
+    def class_codes(self, which: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        """`label` or `output` as indexes into its class names (-1 where absent), computed
+        once: a window compares and counts integers instead of strings."""
+        cached = self._class_codes.get(which)
+        if cached is None:
+            cached = class_codes(self.label if which == "label" else self.output)
+            self._class_codes[which] = cached
+        return cached
+
+    def memo(self, key: str, make: Callable[[], _T]) -> _T:
+        """`make()` computed once per batch under `key` (what checks derive from whole
+        columns, so that each window only slices it)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        value: _T = self._memo[key]
+        return value
 
     def output_numeric(self) -> np.ndarray:
         return self._cached_numeric("\0output", self.output)
@@ -206,21 +228,28 @@ def class_keys(column: np.ndarray) -> np.ndarray:
     Each distinct value is converted once, so a million rows with a few classes cost one
     `np.unique`, not a million string conversions.
     """
-    out = np.full(column.size, None, dtype=object)
+    codes, names = class_codes(column)
+    keys: np.ndarray = np.array([*names, None], dtype=object)[codes]
+    return keys
+
+
+def class_codes(column: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class labels as (index into `names` per row, -1 where absent; `names`): the classes
+    `class_keys` gives, each distinct one once."""
+    codes = np.full(column.size, -1, dtype=np.int64)
     if column.dtype.kind in "fiub":
         values = column.astype(float)
         ok = ~np.isnan(values)
         uniques, inverse = np.unique(values[ok], return_inverse=True)
-        names = np.array(
-            [str(int(u)) if u == round(u) else str(u) for u in uniques.tolist()], dtype=object
-        )
-        out[ok] = names[inverse]
-        return out
+        codes[ok] = inverse
+        return codes, tuple(str(int(u)) if u == round(u) else str(u) for u in uniques.tolist())
+    index: dict[str, int] = {}
     for i, v in enumerate(column):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
-        out[i] = str(int(v)) if isinstance(v, float) and v == round(v) else str(v)
-    return out
+        key = str(int(v)) if isinstance(v, float) and v == round(v) else str(v)
+        codes[i] = index.setdefault(key, len(index))
+    return codes, tuple(index)
 
 
 def numeric_of(column: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 from watchkeeper.config import (
     ErrorRateCheck,
@@ -24,7 +23,7 @@ from watchkeeper.config import (
 from watchkeeper.tsdb import Finding
 
 from .candidate import Candidate, Context
-from .stats import wilson_interval
+from .stats import binomial_sf, poisson_cdf, poisson_sf, wilson_interval
 
 DAY = 86400.0
 LATENCY_KEEP = 400
@@ -151,7 +150,7 @@ def latency_candidate(
             f"(x{cfg.min_ratio:g} needed)"
         )
     above = int(np.count_nonzero(values > bound))
-    p_value = float(_scipy_stats.binom.sf(above - 1, n, 1.0 - q)) if above else 1.0
+    p_value = binomial_sf(above - 1, n, 1.0 - q) if above else 1.0
     summary = f"{label} {'above' if effect else 'within'} {where}; {n} predictions"
     return ctx.candidate(
         "latency",
@@ -184,9 +183,9 @@ def throughput_candidate(
     drop = ratio <= cfg.drop_ratio
     spike = ratio >= cfg.spike_ratio
     if ratio < 1:
-        p_value = float(_scipy_stats.poisson.cdf(math.floor(count), base))
+        p_value = poisson_cdf(math.floor(count), base)
     else:
-        p_value = float(_scipy_stats.poisson.sf(math.ceil(count) - 1, base))
+        p_value = poisson_sf(math.ceil(count) - 1, base)
     what = "dropped" if drop else "spiked" if spike else "normal"
     summary = f"traffic {what}: {count:.0f} predictions vs baseline {base:.0f} ({how})"
     threshold = cfg.drop_ratio if ratio < 1 else cfg.spike_ratio

@@ -293,13 +293,13 @@ class ModelJudge:
                 values = batch.output_numeric()[low:high]
                 found["drift"].append(numeric_drift("prediction", prediction, values, d_ctx, drift))
             else:
-                keys = batch.class_keys("output")[low:high]
-                text = keys[keys != None].astype(str)  # noqa: E711
+                codes, names = batch.class_codes("output")
                 index = {c: i for i, c in enumerate(prediction.categories)}
-                counts = np.bincount(
-                    [index[t] for t in text if t in index],
-                    minlength=len(prediction.categories),
-                )
+                # each class name looked up once; absent outputs (-1) and classes the
+                # reference never saw count nowhere
+                lookup = np.array([index.get(name, -1) for name in names] + [-1], np.int64)
+                where = lookup[codes[low:high]]
+                counts = np.bincount(where[where >= 0], minlength=len(prediction.categories))
                 found["drift"].append(
                     categorical_drift("prediction", prediction, counts, d_ctx, drift)
                 )

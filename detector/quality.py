@@ -10,13 +10,20 @@ ones). Each returns `Candidate`s; the judge corrects their p-values together.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 from watchkeeper.config import DriftCheck, MissingCheck, OutOfRangeCheck, SchemaCheck
 
 from .candidate import Candidate, Context
 from .profile import CategoricalProfile, ColumnProfile, NumericProfile
-from .stats import chi_square, js_distance, ks_sorted, psi, total_variation, wasserstein_sorted
+from .stats import (
+    binomial_sf,
+    chi_square,
+    js_distance,
+    ks_sorted,
+    psi,
+    total_variation,
+    wasserstein_sorted,
+)
 
 MIN_BAD = 5
 """Fewer bad values than this never breach schema or out_of_range, whatever the fraction."""
@@ -26,7 +33,7 @@ def _binomial_greater(k: int, n: int, p0: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p0): how surprising `k` events are at rate `p0`."""
     if k <= 0:
         return 1.0
-    return float(_scipy_stats.binom.sf(k - 1, n, min(max(p0, 1e-12), 1.0)))
+    return binomial_sf(k - 1, n, min(max(p0, 1e-12), 1.0))
 
 
 def missing_candidate(

@@ -367,6 +367,9 @@ def main(
     findings_out: str | None,
 ) -> int:
     """`watchkeeper replay`: write the files, print progress to stderr and the summary."""
+    from .tables import use_read_pool
+
+    use_read_pool()
     with contextlib.ExitStack() as files:
         alerts_file = files.enter_context(open(out, "w", encoding="utf-8"))
         findings_file = (

@@ -12,10 +12,24 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special as _special
-from scipy import stats as _scipy_stats
+
+# The Boost routines behind scipy.stats.binom's cdf and sf (bit for bit what `binom.cdf` and
+# `binom.sf` return); scipy.special's public `bdtr`/`bdtrc` are Cephes and differ in the last
+# digits, which would change stored p-values.
+from scipy.special._ufuncs import _binom_cdf, _binom_sf
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use: it takes half a second to import and is needed
+    only for exact KS p-values and large KS statistics; the p-values every window needs call
+    the routines scipy.stats wraps directly (`_special` and the two above)."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +77,7 @@ def ks_two_sample(
             f"{cur.size} current values (after dropping NaNs)"
         )
     if ref.size * cur.size <= EXACT_KS_LIMIT:
-        result = _scipy_stats.ks_2samp(ref, cur, method="exact")
+        result = _scipy_stats().ks_2samp(ref, cur, method="exact")
         return TestResult(statistic=float(result.statistic), p_value=float(result.pvalue))
     # The same statistic and asymptotic p-value as scipy's ks_2samp(method="asymp"), without
     # its per-call overhead, which dominates a detector judging thousands of windows.
@@ -77,7 +91,7 @@ def ks_two_sample(
     statistic = float(np.max(gap))
     larger, smaller = max(ref.size, cur.size), min(ref.size, cur.size)
     effective_n = round(larger * smaller / (larger + smaller))
-    p_value = float(np.clip(_scipy_stats.kstwo.sf(statistic, effective_n), 0.0, 1.0))
+    p_value = float(np.clip(_scipy_stats().kstwo.sf(statistic, effective_n), 0.0, 1.0))
     return TestResult(statistic=statistic, p_value=p_value)
 
 
@@ -110,8 +124,80 @@ def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, f
 
 @functools.lru_cache(maxsize=16)
 def _normal_quantile(q: float) -> float:
-    """scipy's `norm.ppf(q)`, once per `q` (a check asks for the same few every window)."""
-    return float(_scipy_stats.norm.ppf(q))
+    """scipy's `norm.ppf(q)` (which is `ndtri(q)` for `0 < q < 1`), once per `q` (a check
+    asks for the same few every window)."""
+    if not 0.0 < q < 1.0:
+        return float(_scipy_stats().norm.ppf(q))
+    return float(_special.ndtri(q))
+
+
+def binomial_sf(k: float, n: int, p: float) -> float:
+    """P(X > k) for X ~ Binomial(n, p): scipy's `binom.sf(k, n, p)`, value for value.
+
+    The p-value of every missing-value, out-of-range and latency test of every window; scipy's
+    distribution wrapper costs ~100 us per call in argument checks and array set-up, the
+    routine it wraps ~1 us.
+
+    >>> from scipy import stats
+    >>> binomial_sf(3, 10, 0.2) == float(stats.binom.sf(3, 10, 0.2))
+    True
+    """
+    if not (n >= 0 and 0.0 <= p <= 1.0) or math.isnan(k):
+        return math.nan
+    k = math.floor(k)
+    if k < 0:
+        return 1.0
+    if k >= n:
+        return 0.0
+    return min(1.0, max(0.0, float(_binom_sf(k, n, p))))
+
+
+def binomial_cdf(k: float, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p): scipy's `binom.cdf(k, n, p)`, value for value."""
+    if not (n >= 0 and 0.0 <= p <= 1.0) or math.isnan(k):
+        return math.nan
+    k = math.floor(k)
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return min(1.0, max(0.0, float(_binom_cdf(k, n, p))))
+
+
+def poisson_cdf(k: float, mu: float) -> float:
+    """P(X <= k) for X ~ Poisson(mu): scipy's `poisson.cdf(k, mu)`, value for value."""
+    if not mu >= 0.0 or math.isnan(k):
+        return math.nan
+    if k < 0:
+        return 0.0
+    if math.isinf(k):
+        return 1.0
+    return min(1.0, max(0.0, float(_special.pdtr(math.floor(k), mu))))
+
+
+def poisson_sf(k: float, mu: float) -> float:
+    """P(X > k) for X ~ Poisson(mu): scipy's `poisson.sf(k, mu)`, value for value."""
+    if not mu >= 0.0 or math.isnan(k):
+        return math.nan
+    if k < 0:
+        return 1.0
+    if math.isinf(k):
+        return 0.0
+    return min(1.0, max(0.0, float(_special.pdtrc(math.floor(k), mu))))
+
+
+def chi2_sf(x: float, df: float) -> float:
+    """P(X > x) for X ~ chi-square with `df` degrees of freedom: scipy's `chi2.sf(x, df)`."""
+    if not df > 0 or math.isnan(x):
+        return math.nan
+    if x <= 0:
+        return 1.0
+    return float(_special.chdtrc(df, x))
+
+
+def normal_cdf(x: float) -> float:
+    """The standard normal CDF: scipy's `norm.cdf(x)`."""
+    return float(_special.ndtr(x))
 
 
 def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
@@ -210,7 +296,7 @@ def ks_sorted(
         # scipy's kstwobign.sf is this function (for a positive argument; 1 at 0)
         limit = _special.kolmogorov(statistic * math.sqrt(effective_n))
         return TestResult(statistic=statistic, p_value=float(np.clip(limit, 0.0, 1.0)))
-    p_value = float(np.clip(_scipy_stats.kstwo.sf(statistic, effective_n), 0.0, 1.0))
+    p_value = float(np.clip(_scipy_stats().kstwo.sf(statistic, effective_n), 0.0, 1.0))
     return TestResult(statistic=statistic, p_value=p_value)
 
 
@@ -281,7 +367,7 @@ def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray) -> Test
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     statistic = float(np.sum((table - expected) ** 2 / expected))
     dof = table.shape[1] - 1
-    return TestResult(statistic=statistic, p_value=float(_scipy_stats.chi2.sf(statistic, dof)))
+    return TestResult(statistic=statistic, p_value=chi2_sf(statistic, dof))
 
 
 def wasserstein_sorted(reference_sorted: np.ndarray, current: np.ndarray) -> float:

@@ -160,6 +160,7 @@ def test_fleet_overview_of_an_empty_store_has_the_columns(store: SQLiteStore) ->
         "last_seen",
         "throughput_per_min",
         "error_rate",
+        "fallback_rate",
         "p95_latency_ms",
         "drift_score",
         "drift_feature",
@@ -500,3 +501,29 @@ def test_fallback_series_is_fallbacks_per_stored_prediction(store: SQLiteStore) 
     series = fallback_series(store, "fraud", NOW - 180, NOW, 60)
     assert series["value"].tolist() == [pytest.approx(0.3), 0.0]  # 3 of 10, then 0 of 10
     assert series["time"].iloc[0] == pd.Timestamp(NOW - 120, unit="s", tz="UTC")
+
+
+def test_fleet_shows_the_fallback_rate_of_each_models_window_and_its_trend(
+    store: SQLiteStore,
+) -> None:
+    from watchkeeper.tsdb import Sample
+
+    seed_fleet(store, NOW)
+    # fraud: 2 fallbacks among the 20 predictions of its 1h window, 1 more before the window;
+    # ranker reported one once, long ago; churn never did.
+    store.write(
+        samples=[
+            Sample("fraud", "fallbacks", t, 1.0, labels=(("reason", "timeout"),))
+            for t in (NOW - 5000, NOW - 1500, NOW - 500)
+        ]
+        + [Sample("ranker", "fallbacks", NOW - 86400, 1.0)]
+    )
+    fleet = fleet_overview(store, [], Config(), NOW).set_index("model")
+    assert fleet.loc["fraud", "fallback_rate"] == pytest.approx(2 / 20)
+    assert fleet.loc["ranker", "fallback_rate"] == 0.0  # reports fallbacks, none now
+    assert pd.isna(fleet.loc["churn", "fallback_rate"])  # never reported one: unknown
+
+    trends = fleet_trends(store, "fraud", NOW - 2000, NOW, 3600.0, points=2)
+    # Two 1000 s buckets of 10 predictions each, one fallback in each.
+    assert trends["fallback_trend"] == [pytest.approx(0.1), pytest.approx(0.1)]
+    assert fleet_trends(store, "churn", NOW - 2000, NOW, 3600.0, points=2)["fallback_trend"] == []

@@ -75,6 +75,7 @@ def detected_dir(tmp_path: Path) -> Iterator[Path]:
         labels.append(Label("scorer", f"p{i}", output if right else str(1 - int(output)), ts + 1))
     config = {
         "storage": {"path": str(tmp_path)},
+        "dashboard": {"health_urls": []},
         "models": {
             "scorer": {
                 "window": 600,

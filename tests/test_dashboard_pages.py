@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
@@ -164,6 +165,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     state.close()
     config = {
         "storage": {"path": str(tmp_path)},
+        "dashboard": {"health_urls": []},  # no process to ask (test_dashboard_health.py does)
         "detector": {"defaults": {"window": 600, "every": 60}},
         "models": {
             "fraud-scorer": {
@@ -180,6 +182,15 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     }
     (tmp_path / "watchkeeper.yaml").write_text(yaml.safe_dump(config))
     yield tmp_path
+
+
+@pytest.fixture
+def quiet(tmp_path: Path) -> Path:
+    """A configuration that asks no process's /healthz (whatever listens on the default
+    ingest port of this machine stays out of these tests)."""
+    path = tmp_path / "quiet.yaml"
+    path.write_text(yaml.safe_dump({"dashboard": {"health_urls": []}}))
+    return path
 
 
 def app(monkeypatch: pytest.MonkeyPatch, *args: str) -> AppTest:
@@ -226,6 +237,11 @@ def test_fleet_page_lists_models_worst_first_with_figures_and_trends(
     assert fleet.loc["fraud-scorer", "firing"] == 1
     assert fleet.loc["fraud-scorer", "team"] == "payments"
     assert len(fleet.loc["fraud-scorer", "throughput_trend"]) == 24
+    # A fallback every 4 minutes, predictions every 10 s: 2 in the last 10-minute window's 60.
+    assert fleet.loc["fraud-scorer", "fallback_rate"] == pytest.approx(2 / 60, rel=0.05)
+    assert 0.02 < max(fleet.loc["fraud-scorer", "fallback_trend"]) < 0.06
+    assert pd.isna(fleet.loc["churn-model", "fallback_rate"])  # never reported a fallback
+    assert list(fleet.loc["churn-model", "fallback_trend"]) == []
     assert max(fleet.loc["fraud-scorer", "drift_trend"]) == pytest.approx(0.4)
 
     at.multiselect(key="team_filter").select("growth").run()
@@ -410,9 +426,10 @@ def test_sidebar_choices_stay_when_switching_pages(
 
 @pytest.mark.parametrize("page", ["page_fleet.py", "page_model.py", "page_incidents.py"])
 def test_pages_on_an_empty_data_dir_explain_how_to_start(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quiet: Path, page: str
 ) -> None:
-    at = app(monkeypatch, "--data-dir", str(tmp_path / "nothing-yet")).run()
+    at = app(monkeypatch, "--config", str(quiet), "--data-dir", str(tmp_path / "nothing-yet"))
+    at.run()
     at.switch_page(page).run()
 
     assert not at.exception
@@ -422,12 +439,12 @@ def test_pages_on_an_empty_data_dir_explain_how_to_start(
 
 
 def test_empty_alert_and_incident_pages_say_what_to_expect(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quiet: Path
 ) -> None:
     store = SQLiteStore(tmp_path / "watchkeeper.db")
     store.write(predictions=[prediction("m", 1, time.time() - 5, "v1")])
     store.close()
-    at = app(monkeypatch, "--data-dir", str(tmp_path)).run()
+    at = app(monkeypatch, "--config", str(quiet), "--data-dir", str(tmp_path)).run()
     at.switch_page("page_alerts.py").run()
     assert "No alert has been raised yet" in at.info[0].value
     at.switch_page("page_incidents.py").run()
@@ -435,10 +452,10 @@ def test_empty_alert_and_incident_pages_say_what_to_expect(
 
 
 def test_pages_report_a_store_they_cannot_open(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quiet: Path
 ) -> None:
     (tmp_path / "watchkeeper.db").write_bytes(b"this is not a database" * 100)
-    at = app(monkeypatch, "--data-dir", str(tmp_path)).run()
+    at = app(monkeypatch, "--config", str(quiet), "--data-dir", str(tmp_path)).run()
     assert not at.exception
     assert "Cannot read the store" in at.error[0].value
     at.switch_page("page_incidents.py").run()

@@ -322,3 +322,30 @@ def test_statistics_grow_with_the_shift(seed: int) -> None:
     far = np.bincount(np.searchsorted(edges, cur + 4.0, side="right"), minlength=10)
     near = np.bincount(np.searchsorted(edges, cur + 0.25, side="right"), minlength=10)
     assert stats.psi(ref_counts, far) > stats.psi(ref_counts, near)
+
+
+def test_direct_distribution_functions_equal_scipy_stats() -> None:
+    """The p-values judged every window skip scipy.stats' wrappers; they must stay the
+    values scipy.stats gives (exactly, so that stored findings do not change)."""
+    rng = np.random.default_rng(4)
+    n = rng.integers(0, 20_000, 400)
+    k = np.concatenate([rng.integers(-2, 20_002, 396), [-1, 0, 7, 25]])
+    k = np.minimum(k, n + 2)
+    p = np.concatenate([rng.random(396) ** 3, [0.0, 1.0, 1e-12, 0.5]])
+    mu = np.concatenate([rng.random(396) * 5000, [0.0, 1e-9, 1.0, 3.5]])
+    x = np.concatenate([rng.random(396) * 300, [0.0, 1e-9, -1.0, 1e4]])
+    for i in range(400):
+        ki, ni, pi, mi, xi = float(k[i]), int(n[i]), float(p[i]), float(mu[i]), float(x[i])
+        pairs = [
+            (stats.binomial_sf(ki, ni, pi), scipy_stats.binom.sf(ki, ni, pi)),
+            (stats.binomial_cdf(ki, ni, pi), scipy_stats.binom.cdf(ki, ni, pi)),
+            (stats.poisson_cdf(ki, mi), scipy_stats.poisson.cdf(ki, mi)),
+            (stats.poisson_sf(ki, mi), scipy_stats.poisson.sf(ki, mi)),
+            (stats.chi2_sf(xi, 1 + i % 9), scipy_stats.chi2.sf(xi, 1 + i % 9)),
+            (stats.normal_cdf(xi - 150.0), scipy_stats.norm.cdf(xi - 150.0)),
+        ]
+        for ours, theirs in pairs:
+            assert math.isclose(ours, float(theirs), rel_tol=1e-12, abs_tol=1e-300)
+            assert ours == float(theirs)
+    for q in (0.5, 0.9, 0.975, 0.995, 1 - 1e-12):
+        assert stats._normal_quantile(q) == float(scipy_stats.norm.ppf(q))

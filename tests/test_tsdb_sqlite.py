@@ -266,3 +266,22 @@ def test_limits_can_close_the_set_of_models(tmp_path: Path) -> None:
         store.write(predictions=[Prediction("fraud", "a", 1.0), Prediction("churn", "b", 1.0)])
     assert store.models() == []
     store.close()
+
+
+def test_connections_of_ended_threads_are_closed_so_thread_pools_leak_no_files(
+    tmp_path: Path,
+) -> None:
+    import os
+    import threading
+
+    store = SQLiteStore(tmp_path / "w.db")
+    store.models()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):  # a thread pool replacing idle workers, each reading once
+        worker = threading.Thread(target=store.models)
+        worker.start()
+        worker.join()
+    store.models()
+    after = len(os.listdir("/proc/self/fd"))
+    assert after - before <= 6, f"{after - before} file descriptors left open"
+    store.close()

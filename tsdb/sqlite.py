@@ -4,9 +4,10 @@ WAL lets the ingest server write while the detector and the dashboard read. Each
 is stored whole or not at all, even if the process is killed in the middle of it: it is one
 transaction, or one savepoint of a transaction shared with the writes other threads of the
 process made at the same time (group commit, which the ingest server's concurrent requests
-use), and it returns only once that transaction is committed. Records that repeat an id already stored (a retried batch) are ignored.
-Records are validated before the transaction opens (`validation.py`); the schema is versioned
-and migrated on open (`migrations.py`); long-range aggregates read roll-ups (`sqlite_rollup.py`).
+use), and it returns only once that transaction is committed. Records that repeat an id
+already stored (a retried batch) are ignored. Records are validated before the transaction
+opens (`validation.py`); the schema is versioned and migrated on open (`migrations.py`);
+long-range aggregates read roll-ups (`sqlite_rollup.py`).
 Durability and sharing between processes are described in docs/storage.md.
 """
 
@@ -60,7 +61,10 @@ class SQLiteStore:
         self.limits = limits
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Each thread's connection, with its thread: a thread that ended cannot use its
+        # connection again, so it is closed when the next thread opens one (thread pools
+        # replace idle workers; keeping theirs would leak a file descriptor each).
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         # Writers of this process queue here, woken the moment the writer before them
         # commits; left to SQLite they would poll its lock with sleeps of up to 100 ms.
@@ -84,7 +88,14 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             with self._lock:
-                self._connections.append(conn)
+                alive = []
+                for thread, old in self._connections:
+                    if thread.is_alive():
+                        alive.append((thread, old))
+                    else:
+                        old.close()
+                alive.append((threading.current_thread(), conn))
+                self._connections = alive
         return conn
 
     @contextmanager
@@ -468,7 +479,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._connections:
+            for _, conn in self._connections:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()

@@ -560,8 +560,13 @@ class AlertingConfig(_Section):
 
 
 class DashboardConfig(_Section):
+    """Where the dashboard listens, and the watchkeeper processes whose `GET /healthz` it shows
+    on every page (`health_urls`, base URLs or full `/healthz` URLs). None (the default): the
+    ingest API of this configuration; an empty list: none."""
+
     host: str = "127.0.0.1"
     port: int = Field(8501, ge=0, le=65535)
+    health_urls: list[Annotated[str, Field(pattern=r"^https?://[^/]")]] | None = None
 
 
 class Config(_Section):
