@@ -103,13 +103,13 @@ def _config(path: Path | None) -> Any:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from .replay import main
-
     for path in (args.predictions, args.labels, args.reference):
         if path is not None and not path.is_file():
             print(f"watchkeeper replay: no such file: {path}", file=sys.stderr)
             return 2
-    return main(
+    from .replay import main
+
+    code = main(
         str(args.predictions),
         str(args.out),
         labels=None if args.labels is None else str(args.labels),
@@ -118,6 +118,14 @@ def run_replay(args: argparse.Namespace) -> int:
         model=args.model,
         findings_out=None if args.findings_out is None else str(args.findings_out),
     )
+    # The process ends next; with every object frozen, the interpreter's exit skips its
+    # garbage collections over the million-row batch and pandas' and scipy's modules
+    # (~0.2 s of a 4 s replay). An in-process caller keeps working (it only loses the
+    # collection of cycles that exist at this moment).
+    import gc
+
+    gc.freeze()
+    return code
 
 
 def run_test_rules(args: argparse.Namespace) -> int:

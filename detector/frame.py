@@ -240,8 +240,18 @@ def class_codes(column: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     if column.dtype.kind in "fiub":
         values = column.astype(float)
         ok = ~np.isnan(values)
-        uniques, inverse = np.unique(values[ok], return_inverse=True)
-        codes[ok] = inverse
+        present = values[ok]
+        small = _small_whole_numbers(present)
+        if small is not None:
+            # class numbers like 0/1: counted instead of sorted (np.unique sorts a million
+            # floats), with the same sorted classes and indexes
+            offsets, low = small
+            seen = np.bincount(offsets) > 0
+            codes[ok] = (np.cumsum(seen) - 1)[offsets]
+            uniques = (np.flatnonzero(seen) + low).astype(float)
+        else:
+            uniques, inverse = np.unique(present, return_inverse=True)
+            codes[ok] = inverse
         return codes, tuple(str(int(u)) if u == round(u) else str(u) for u in uniques.tolist())
     index: dict[str, int] = {}
     for i, v in enumerate(column):
@@ -250,6 +260,21 @@ def class_codes(column: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
         key = str(int(v)) if isinstance(v, float) and v == round(v) else str(v)
         codes[i] = index.setdefault(key, len(index))
     return codes, tuple(index)
+
+
+def _small_whole_numbers(values: np.ndarray, span: int = 4096) -> tuple[np.ndarray, int] | None:
+    """Finite whole `values` within `span` of their minimum as (value - minimum, minimum);
+    None for anything else (fractions, infinities, a wide range, no values)."""
+    if values.size == 0:
+        return None
+    low, high = float(values.min()), float(values.max())
+    if not (math.isfinite(low) and math.isfinite(high)) or high - low >= span:
+        return None
+    offsets = values - low
+    whole = offsets.astype(np.int64)
+    if not np.array_equal(whole, offsets):
+        return None
+    return whole, int(low)
 
 
 def numeric_of(column: np.ndarray) -> np.ndarray:

@@ -165,6 +165,20 @@ class ModelJudge:
                 out.append(fallback_candidate(fallbacks, high - low, ctx, cfg_f))
         return out
 
+    def skip(self, batch: Batch, window_end: float) -> None:
+        """Advance the running state (health history, inferred label delay) exactly as
+        `judge` would on this window, without judging it: a replay worker that starts in
+        the middle of a stream catches up on the windows before its first one this way."""
+        checks = self.config.checks
+        if (
+            checks.efficacy.enabled
+            and self.profile
+            and self.profile.baseline
+            and self._label_delay is None
+        ):
+            self._label_delay = self._infer_delay(batch, window_end)
+        self.record(batch, window_end)
+
     def record(self, batch: Batch, window_end: float) -> None:
         """Add the window ending `window_end` to the health history without judging it
         (`judge` does this itself; a restarted detector uses it to rebuild baselines)."""

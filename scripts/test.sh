@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 venv=${WATCHKEEPER_VENV:-.venv}
+case "$venv" in /*) ;; *) venv="$root/$venv" ;; esac
 
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     echo "watchkeeper needs Python 3.11 or newer; python3 is $(python3 --version)" >&2
@@ -46,7 +47,7 @@ echo "== mypy"
 # Run from outside the checkout: the root folder watchkeeper/ would otherwise shadow the
 # installed package, whose subpackages live in sibling folders.
 scratch=$(mktemp -d)
-(cd "$scratch" && "$root/$venv/bin/mypy" --config-file "$root/pyproject.toml" \
+(cd "$scratch" && "$venv/bin/mypy" --config-file "$root/pyproject.toml" \
     --cache-dir "$root/.mypy_cache" -p watchkeeper)
 rmdir "$scratch"
 
