@@ -275,6 +275,19 @@ def test_the_dashboard_shows_no_secret(
     assert_clean("the log (DEBUG)", caplog.text)
 
 
+def test_a_printed_or_logged_configuration_shows_no_secret(
+    tmp_path: Path, secrets_env: None
+) -> None:
+    """A config object that ends up in a log line, a traceback or a debugger shows no secret:
+    receiver URLs and the InfluxDB token are left out of its repr."""
+    path = _write_config(tmp_path / "wk.yaml", tmp_path / "data", _free_port(), influx=True)
+    config = load_config(path)
+    assert config.alerting.receivers, "the receivers were meant to be loaded"
+    assert SECRETS["WK_TEST_HOOK_PASSWORD"] in config.alerting.receivers[0]
+    for shown in (repr(config), str(config), f"{config!r}", repr(config.alerting)):
+        assert_clean("repr(config)", shown)
+
+
 def test_redaction_examples_run() -> None:
     import doctest
 

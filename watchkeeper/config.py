@@ -467,7 +467,8 @@ class ReceiverConfig(_Section):
     """
 
     name: str = Field(min_length=1)
-    urls: list[EnvStr] = []
+    # apprise URLs carry credentials: kept out of repr, so a logged config shows no secret
+    urls: list[EnvStr] = Field(default=[], repr=False)
     send_resolved: bool = True
     title: str | None = None
     body: str | None = None
@@ -510,7 +511,7 @@ class AlertingConfig(_Section):
     alerts over to existing Alertmanagers too (re-posted every `alertmanager_resend`).
     """
 
-    receivers: list[EnvStr] = []
+    receivers: list[EnvStr] = Field(default=[], repr=False)
     named_receivers: list[ReceiverConfig] = []
     route: RouteConfig = RouteConfig()
     inhibit_rules: list[InhibitRuleConfig] = []
@@ -521,7 +522,7 @@ class AlertingConfig(_Section):
     delivery_deadline: Annotated[Duration, Field(gt=0.0)] = 6 * 3600.0
     retry_backoff: Annotated[Duration, Field(gt=0.0)] = 1.0
     retry_backoff_max: Annotated[Duration, Field(gt=0.0)] = 300.0
-    alertmanager_urls: list[str] = []
+    alertmanager_urls: list[str] = Field(default=[], repr=False)
     alertmanager_resend: Annotated[Duration, Field(gt=0.0)] = 60.0
     no_data_after: Annotated[Duration, Field(gt=0.0)] | None = None
     no_data_state: Literal["alerting", "ok", "keep_last"] = "keep_last"
