@@ -1,22 +1,28 @@
-"""`watchkeeper silence add|list|expire` and `watchkeeper alerts list|ack|report`.
+"""`watchkeeper silence add|list|expire`, `watchkeeper alerts list|ack|report` and
+`watchkeeper audit`.
 
 They work on alerting's state file (`<data dir>/alerts.db`) and may run while `watchkeeper
 serve` does: the pipeline reads silences at every group flush, so a new or expired silence
-takes effect at the next one.
+takes effect at the next one. Adding or expiring a silence and acknowledging an alert each
+append their audit line in the same transaction (`audit`); if the state file cannot be
+written (locked past `storage.busy_timeout`), the command fails and nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from watchkeeper.config import Config, format_duration, load_config, parse_duration
+from watchkeeper.config import Config, StorageConfig, format_duration, load_config, parse_duration
 
+from .audit import Actor, AuditEvent, os_user, read_events, summary
 from .feedback import FeedbackStore, Verdict, rule_report
 from .muting import Silence
 from .silences import SilenceStore
@@ -87,6 +93,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     expire = actions.add_parser("expire", help="end a silence now (it is kept for audit)")
     _state_options(expire)
     expire.add_argument("id", help="the silence id")
+    expire.add_argument("--by", default=None, help="who (default: the current user)")
 
     alerts = commands.add_parser(
         "alerts",
@@ -109,6 +116,27 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     report = verbs.add_parser("report", help="per rule: fired, marked false, time to resolve")
     _state_options(report)
 
+    audit = commands.add_parser(
+        "audit",
+        help="who made or expired silences, acknowledged alerts, changed config or tokens",
+        description="The audit log of the data directory's alert state file, newest first: "
+        "silence.created, silence.expired, alert.acknowledged, config.loaded, config.changed, "
+        "tokens.reloaded. It never holds secrets: configuration changes are key paths, token "
+        "changes are token names.",
+    )
+    _state_options(audit)
+    audit.add_argument(
+        "--since", type=_duration, default=None, help="only this far back, e.g. 7d (default: all)"
+    )
+    audit.add_argument(
+        "--action",
+        dest="prefix",
+        default=None,
+        metavar="PREFIX",
+        help="only actions starting with PREFIX, e.g. silence or config.changed",
+    )
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+
 
 def _config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
@@ -118,41 +146,55 @@ def _config(args: argparse.Namespace) -> Config:
     return config
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run a `silence` or `alerts` command; the exit status."""
-    path = _config(args).storage.alert_state_file
-    handler: Callable[[argparse.Namespace, Path], int] = _HANDLERS[(args.command, args.action)]
+def _actor(given: str | None) -> Actor:
+    """The person at the terminal: the name given, else the login name; and the OS user."""
+    user = os_user()
     try:
-        return handler(args, path)
+        name = given or getpass.getuser()
+    except (KeyError, OSError):
+        name = user
+    return Actor(name, "cli", os_user=user)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a `silence`, `alerts` or `audit` command; the exit status."""
+    config = _config(args)
+    action = getattr(args, "action", None)
+    handler: Callable[[argparse.Namespace, StorageConfig], int] = _HANDLERS[(args.command, action)]
+    command = " ".join(part for part in ("watchkeeper", args.command, action) if part)
+    try:
+        return handler(args, config.storage)
     except (KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"watchkeeper {args.command} {args.action}: {message}", file=sys.stderr)
+        print(f"{command}: {message}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(
+            f"{command}: {config.storage.alert_state_file}: {exc}; nothing was written",
+            file=sys.stderr,
+        )
         return 1
 
 
-def _silence_add(args: argparse.Namespace, path: Path) -> int:
+def _silence_add(args: argparse.Namespace, storage: StorageConfig) -> int:
     now = time.time()
     start = args.start if args.start is not None else now
+    actor = _actor(args.author)
     silence = Silence.new(
-        args.matchers,
-        start,
-        start + args.duration,
-        args.author or getpass.getuser(),
-        args.comment,
-        now,
+        args.matchers, start, start + args.duration, actor.name, args.comment, now
     )
-    store = SilenceStore(path)
+    store = SilenceStore(storage.alert_state_file, busy_timeout_s=storage.busy_timeout)
     try:
-        store.add(silence)
+        store.add(silence, actor)
     finally:
         store.close()
     print(silence.id)
     return 0
 
 
-def _silence_list(args: argparse.Namespace, path: Path) -> int:
+def _silence_list(args: argparse.Namespace, storage: StorageConfig) -> int:
     now = time.time()
-    store = SilenceStore(path)
+    store = SilenceStore(storage.alert_state_file, busy_timeout_s=storage.busy_timeout)
     try:
         silences = store.silences()
     finally:
@@ -169,19 +211,19 @@ def _silence_list(args: argparse.Namespace, path: Path) -> int:
     return 0
 
 
-def _silence_expire(args: argparse.Namespace, path: Path) -> int:
-    store = SilenceStore(path)
+def _silence_expire(args: argparse.Namespace, storage: StorageConfig) -> int:
+    store = SilenceStore(storage.alert_state_file, busy_timeout_s=storage.busy_timeout)
     try:
-        silence = store.expire(args.id, time.time())
+        silence = store.expire(args.id, time.time(), _actor(args.by))
     finally:
         store.close()
     print(f"{silence.id} expired at {_stamp(silence.ends_at)}")
     return 0
 
 
-def _alerts_list(args: argparse.Namespace, path: Path) -> int:
+def _alerts_list(args: argparse.Namespace, storage: StorageConfig) -> int:
     print(f"{'FINGERPRINT':<16}  {'STATE':<8}  {'SINCE':<20}  LABELS")
-    for alert in read_alerts(path):
+    for alert in read_alerts(storage.alert_state_file):
         labels = ", ".join(f"{k}={v}" for k, v in alert.labels if v)
         print(
             f"{alert.fingerprint:<16}  {alert.state:<8}  {_stamp(alert.active_since):<20}  {labels}"
@@ -189,12 +231,13 @@ def _alerts_list(args: argparse.Namespace, path: Path) -> int:
     return 0
 
 
-def _alerts_ack(args: argparse.Namespace, path: Path) -> int:
-    store = FeedbackStore(path)
+def _alerts_ack(args: argparse.Namespace, storage: StorageConfig) -> int:
+    store = FeedbackStore(storage.alert_state_file, busy_timeout_s=storage.busy_timeout)
     try:
         verdict: Verdict | None = args.verdict
+        actor = _actor(args.by)
         episode = store.acknowledge(
-            args.fingerprint, args.by or getpass.getuser(), time.time(), verdict, args.note
+            args.fingerprint, actor.name, time.time(), verdict, args.note, actor
         )
     finally:
         store.close()
@@ -206,8 +249,8 @@ def _alerts_ack(args: argparse.Namespace, path: Path) -> int:
     return 0
 
 
-def _alerts_report(args: argparse.Namespace, path: Path) -> int:
-    store = FeedbackStore(path)
+def _alerts_report(args: argparse.Namespace, storage: StorageConfig) -> int:
+    store = FeedbackStore(storage.alert_state_file, busy_timeout_s=storage.busy_timeout)
     try:
         stats = rule_report(store.episodes())
     finally:
@@ -224,11 +267,38 @@ def _alerts_report(args: argparse.Namespace, path: Path) -> int:
     return 0
 
 
-_HANDLERS: dict[tuple[str, str], Callable[[argparse.Namespace, Path], int]] = {
+def audit_line(event: AuditEvent) -> str:
+    """One event as a table row: time, actor, action, target, where from (`cli:OS_USER`,
+    `dashboard@ADDRESS`), then the detail."""
+    where = event.via.replace(" ", "-")
+    where += (f":{event.os_user}" if event.os_user else "") + (
+        f"@{event.remote}" if event.remote else ""
+    )
+    return (
+        f"{_stamp(event.at):<20}  {event.actor:<12}  {event.action:<18}  "
+        f"{event.target:<16}  {where:<14}  {summary(event.detail)}"
+    )
+
+
+def _audit(args: argparse.Namespace, storage: StorageConfig) -> int:
+    since = None if args.since is None else time.time() - args.since
+    events = read_events(storage.alert_state_file, since=since, prefix=args.prefix)
+    if args.json:
+        for event in events:
+            print(json.dumps(event.to_json(), sort_keys=True, ensure_ascii=False))
+        return 0
+    print(f"{'TIME':<20}  {'ACTOR':<12}  {'ACTION':<18}  {'TARGET':<16}  {'VIA':<14}  DETAIL")
+    for event in events:
+        print(audit_line(event))
+    return 0
+
+
+_HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, StorageConfig], int]] = {
     ("silence", "add"): _silence_add,
     ("silence", "list"): _silence_list,
     ("silence", "expire"): _silence_expire,
     ("alerts", "list"): _alerts_list,
     ("alerts", "ack"): _alerts_ack,
     ("alerts", "report"): _alerts_report,
+    ("audit", None): _audit,
 }

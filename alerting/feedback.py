@@ -4,6 +4,9 @@ Each time an alert fires, an episode is kept (fingerprint, model, check, when it
 resolved). On-call can acknowledge the latest episode of an alert and mark it a true or false
 positive; `rule_report` then says, per rule (model and check), how many episodes fired, how
 many were marked false, and the median time to resolve, so noisy rules can be found and tuned.
+
+An episode keeps only its latest acknowledgement; every one of them is also appended to the
+audit log (`alert.acknowledged`, in the same transaction), which keeps the history.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .audit import Actor, append, ensure_schema, immediate, stamp
 from .outbox import connect, read_only
 from .records import Alert
 
@@ -83,12 +87,13 @@ def read_episodes(path: Path) -> list[Episode]:
 class FeedbackStore:
     """Episodes and verdicts in alerting's state file; thread-safe."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._conn = connect(self.path)
+        self._conn = connect(self.path, busy_timeout_s)
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            ensure_schema(self._conn)
 
     def __repr__(self) -> str:
         return f"FeedbackStore(path={str(self.path)!r})"
@@ -114,11 +119,18 @@ class FeedbackStore:
             )
 
     def acknowledge(
-        self, fingerprint: str, by: str, at: float, verdict: Verdict | None = None, note: str = ""
+        self,
+        fingerprint: str,
+        by: str,
+        at: float,
+        verdict: Verdict | None = None,
+        note: str = "",
+        actor: Actor | None = None,
     ) -> Episode:
         """Acknowledge the latest episode of the alert whose fingerprint starts with
-        `fingerprint`, optionally marking it a true or false positive."""
-        with self._lock:
+        `fingerprint`, optionally marking it a true or false positive, and append the
+        `alert.acknowledged` audit line (as `actor`, default `by`) in the same transaction."""
+        with self._lock, immediate(self._conn):
             rows = self._conn.execute(
                 "SELECT DISTINCT fingerprint FROM episodes WHERE fingerprint LIKE ?",
                 (fingerprint + "%",),
@@ -133,7 +145,18 @@ class FeedbackStore:
                 "AND fired_at = (SELECT MAX(fired_at) FROM episodes WHERE fingerprint = ?)",
                 (by, at, verdict, note, full, full),
             )
-        return self.episodes(full)[0]
+            episode = _select(self._conn, full)[0]
+            detail = {
+                "fingerprint": full,
+                "labels": dict(episode.labels),
+                "fired": stamp(episode.fired_at),
+                "verdict": verdict,
+                "note": note,
+                "acked_by": by,
+            }
+            who = actor if actor is not None else Actor(by, "api")
+            append(self._conn, who, "alert.acknowledged", full, detail, at)
+        return episode
 
     def episodes(self, fingerprint: str | None = None) -> list[Episode]:
         """Episodes (of one alert, or all), the latest first."""

@@ -10,7 +10,9 @@ Tokens rotate without a restart: `reload` swaps the whole set at once (a request
 set or the new one, never a mix), and with `tokens_file` (`ingest.tokens_file`: a YAML list in
 the format of `ingest.tokens`) the file is checked at most every `check_every_s` seconds, on
 the next request, and reloaded when it changed. A file that cannot be read or is invalid keeps
-the tokens in force and logs why.
+the tokens in force and logs why. After a reload from the file, `on_reload` (if given) is told
+which token names were added, removed or rotated (the audit log records them); never a token
+or its digest.
 
 The rate limit is a token bucket per credential (per client address without tokens) counted
 in records: `rate` records per second, bursts of up to `burst`.
@@ -46,6 +48,7 @@ __all__ = [
     "Authenticator",
     "Credential",
     "RateLimiter",
+    "TokenChange",
     "Unauthorized",
     "read_tokens_file",
 ]
@@ -68,11 +71,30 @@ class Credential:
         return ANY_MODEL in self.models or model in self.models
 
 
+@dataclass(frozen=True, slots=True)
+class TokenChange:
+    """What a tokens file reload changed, by token name: names only, never secrets."""
+
+    path: Path
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    rotated: tuple[str, ...]
+    in_force: int
+
+
+def _by_name(entries: Sequence[tuple[bytes, Credential]]) -> dict[str, list[tuple[bytes, str]]]:
+    named: dict[str, list[tuple[bytes, str]]] = {}
+    for digest, credential in entries:
+        named.setdefault(credential.name, []).append((digest, ",".join(sorted(credential.models))))
+    return {name: sorted(found) for name, found in named.items()}
+
+
 class Authenticator:
     """Checks `Authorization: Bearer ...` headers against the configured token digests.
 
     `tokens` are always in force; with `tokens_file`, so are the file's, reread when the file
-    changes (checked at most every `check_every_s` seconds, on requests).
+    changes (checked at most every `check_every_s` seconds, on requests), and `on_reload` is
+    called with the `TokenChange` after each reread that changed something.
     """
 
     def __init__(
@@ -83,8 +105,10 @@ class Authenticator:
         tokens_file: Path | None = None,
         check_every_s: float = TOKENS_FILE_CHECK_S,
         clock: Callable[[], float] = time.monotonic,
+        on_reload: Callable[[TokenChange], None] | None = None,
     ) -> None:
         self._static = list(tokens)
+        self._on_reload = on_reload
         self._environ = environ
         self._file = None if tokens_file is None else Path(tokens_file)
         self.check_every_s = check_every_s
@@ -163,6 +187,7 @@ class Authenticator:
                 stamp = _stamp(self._file)
                 if stamp == self._file_stamp:
                     return
+                before = self._entries
                 self.reload([*self._static, *read_tokens_file(self._file)], self._environ)
             except (OSError, ValueError) as exc:
                 logger.error("ingest tokens file not reloaded, old tokens stay in force: %s", exc)
@@ -173,8 +198,26 @@ class Authenticator:
                 self._file,
                 len(self._entries),
             )
+            self._tell(before)
         finally:
             self._reloading.release()
+
+    def _tell(self, before: Sequence[tuple[bytes, Credential]]) -> None:
+        """Call `on_reload` with what changed, if anything did; its failure is only logged."""
+        old, new = _by_name(before), _by_name(self._entries)
+        change = TokenChange(
+            path=self._file or Path(),
+            added=tuple(sorted(set(new) - set(old))),
+            removed=tuple(sorted(set(old) - set(new))),
+            rotated=tuple(sorted(n for n in set(old) & set(new) if old[n] != new[n])),
+            in_force=len(self._entries),
+        )
+        if self._on_reload is None or not (change.added or change.removed or change.rotated):
+            return
+        try:
+            self._on_reload(change)
+        except Exception:  # the audit is bookkeeping; authentication goes on
+            logger.exception("ingest tokens reload could not be reported")
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

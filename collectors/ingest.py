@@ -34,7 +34,7 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import uvicorn
@@ -52,7 +52,7 @@ from watchkeeper.config import IngestConfig
 from watchkeeper.health import Health
 from watchkeeper.tsdb import InvalidRecord, Store
 
-from .auth import Authenticator, Credential, RateLimiter, Unauthorized
+from .auth import Authenticator, Credential, RateLimiter, TokenChange, Unauthorized
 from .openapi import ingest_openapi
 from .wire import KINDS, BatchRecords, IngestBatch, count_items, decode_valid
 
@@ -301,17 +301,21 @@ def create_app(
     registry: CollectorRegistry | None = None,
     environ: Mapping[str, str] | None = None,
     health: Health | None = None,
+    on_tokens_reload: Callable[[TokenChange], None] | None = None,
 ) -> FastAPI:
     """The ingest API over `store`, with its metrics on `registry` (a fresh one by default).
 
     `GET /healthz` includes what the other parts of the process reported to `health`.
 
     Tokens configured with `env` are read from `environ` (default `os.environ`) now; a missing
-    one raises `ValueError` naming it. `config.tokens_file` is reread when it changes.
+    one raises `ValueError` naming it. `config.tokens_file` is reread when it changes, and
+    `on_tokens_reload` told which token names changed (for the audit log).
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = _Metrics(registry)
-    auth = Authenticator(config.tokens, environ, tokens_file=config.tokens_file)
+    auth = Authenticator(
+        config.tokens, environ, tokens_file=config.tokens_file, on_reload=on_tokens_reload
+    )
     limiter = (
         RateLimiter(config.rate_limit, config.rate_burst or config.max_batch_items)
         if config.rate_limit is not None

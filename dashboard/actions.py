@@ -3,7 +3,8 @@
 The dashboard writes only alerting's state file, through alerting's own stores (`SilenceStore`,
 `FeedbackStore`), opened for one write and closed again, exactly as `watchkeeper silence` and
 `watchkeeper alerts ack` do; reading goes through the read-only readers, so looking at the page
-never creates the file. Every write names who made it.
+never creates the file. Every write names who made it, and its audit line (written in the same
+transaction) says it came from the dashboard, with the visitor's address when not loopback.
 
 >>> parse_matchers('team="risk"\\n\\n model=~"fraud-.*" ')
 ['team="risk"', 'model=~"fraud-.*"']
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from watchkeeper.alerting.audit import Actor, AuditEvent, summary
 from watchkeeper.alerting.feedback import Episode, FeedbackStore, Verdict, rule_report
 from watchkeeper.alerting.muting import Silence
 from watchkeeper.alerting.silences import SilenceStore
@@ -36,8 +38,21 @@ def parse_matchers(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def actor(name: str, remote: str | None = None, login: bool = False) -> Actor:
+    """A dashboard visitor: the name typed (`login`: given at login), and their address."""
+    return Actor(name.strip(), "dashboard login" if login else "dashboard", remote=remote)
+
+
 def add_silence(
-    state_file: Path, matchers: str, duration: str, author: str, comment: str, now: float
+    state_file: Path,
+    matchers: str,
+    duration: str,
+    author: str,
+    comment: str,
+    now: float,
+    *,
+    remote: str | None = None,
+    login: bool = False,
 ) -> Silence:
     """Add a silence from now for `duration` (e.g. `2h`); raises `ValueError` with what is
     wrong (a bad matcher or duration, a missing author or comment)."""
@@ -49,29 +64,55 @@ def add_silence(
     )
     store = SilenceStore(state_file)
     try:
-        return store.add(silence)
+        return store.add(silence, actor(author, remote, login))
     finally:
         store.close()
 
 
-def expire_silence(state_file: Path, silence_id: str, now: float) -> Silence:
-    """End a silence now; it stays listed as expired (raises `KeyError` if unknown)."""
+def expire_silence(
+    state_file: Path,
+    silence_id: str,
+    now: float,
+    by: str,
+    *,
+    remote: str | None = None,
+    login: bool = False,
+) -> Silence:
+    """End a silence now as `by`; it stays listed as expired (raises `KeyError` if unknown,
+    `ValueError` without a name)."""
+    if not by.strip():
+        raise ValueError("say who expires the silence")
     store = SilenceStore(state_file)
     try:
-        return store.expire(silence_id, now)
+        return store.expire(silence_id, now, actor(by, remote, login))
     finally:
         store.close()
 
 
 def acknowledge(
-    state_file: Path, fingerprint: str, by: str, verdict: str, note: str, now: float
+    state_file: Path,
+    fingerprint: str,
+    by: str,
+    verdict: str,
+    note: str,
+    now: float,
+    *,
+    remote: str | None = None,
+    login: bool = False,
 ) -> Episode:
     """Acknowledge an alert's latest episode as `by`, with a `VERDICTS` choice and a note."""
     if not by.strip():
         raise ValueError("say who acknowledges the alert")
     store = FeedbackStore(state_file)
     try:
-        return store.acknowledge(fingerprint, by.strip(), now, VERDICTS[verdict], note.strip())
+        return store.acknowledge(
+            fingerprint,
+            by.strip(),
+            now,
+            VERDICTS[verdict],
+            note.strip(),
+            actor(by, remote, login),
+        )
     finally:
         store.close()
 
@@ -112,6 +153,24 @@ def silence_table(silences: Sequence[Silence], now: float) -> pd.DataFrame:
             for s in silences
         ],
         columns=["id", "status", "matchers", "starts", "ends", "author", "comment"],
+    )
+
+
+def audit_table(events: Sequence[AuditEvent]) -> pd.DataFrame:
+    """Audit events as `watchkeeper audit` lists them, newest first."""
+    return pd.DataFrame(
+        [
+            {
+                "time": utc(e.at),
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "via": e.via + (f" from {e.remote}" if e.remote else ""),
+                "detail": summary(e.detail),
+            }
+            for e in events
+        ],
+        columns=["time", "actor", "action", "target", "via", "detail"],
     )
 
 

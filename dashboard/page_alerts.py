@@ -1,10 +1,11 @@
 """Alerts page (a Streamlit page script run by `app.py`): firing, pending and recent alerts;
 silences made and expired; acknowledgement and true/false-positive verdicts; the per-rule
-feedback report.
+feedback report; the latest lines of the audit log.
 
 Writes go only to alerting's state file, through `actions` (alerting's own stores), recorded
-under the logged-in name when the dashboard requires login, otherwise under the author the
-form asks for. `watchkeeper serve` picks up a new or expired silence at its next group flush.
+under the logged-in name when the dashboard requires login, otherwise under the name the form
+asks for (filled in with the last one given in this session), with the visitor's address in
+the audit log. `watchkeeper serve` picks up a new or expired silence at its next group flush.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 import streamlit as st
 
+from watchkeeper.alerting.audit import read_events
 from watchkeeper.alerting.feedback import read_episodes
 from watchkeeper.alerting.silences import read_silences
 from watchkeeper.dashboard import actions, charts, data
@@ -21,6 +23,8 @@ from watchkeeper.dashboard.common import View, alert_table, load_alerts, run_pag
 
 WRITE_ERRORS = (ValueError, KeyError, sqlite3.Error, OSError)
 DONE_KEY = "watchkeeper_alerts_done"
+NAME_KEY = "watchkeeper_alerts_name"
+AUDIT_ROWS = 20
 
 
 def done(message: str) -> None:
@@ -34,11 +38,30 @@ def _error_text(exc: Exception) -> str:
 
 
 def author_input(view: View, key: str) -> str:
-    """Who makes a change: the logged-in name, or an author field when there is no login."""
+    """Who makes a change: the logged-in name, or an author field when there is no login
+    (filled in with the name last given in this session)."""
     if view.user is not None:
         st.caption(f"Recorded as **{view.user}**.")
         return view.user
-    return st.text_input("Your name", key=key, help="Recorded with the change.")
+    remembered = str(st.session_state.get(NAME_KEY, ""))
+    return st.text_input("Your name", value=remembered, key=key, help="Recorded with the change.")
+
+
+def remote_address() -> str | None:
+    """The visitor's address as Streamlit saw it (None on loopback or when unknown)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # only for the audit line; never fail a write over it
+        return None
+    return address if isinstance(address, str) else None
+
+
+def signed(view: View, name: str) -> tuple[str | None, bool]:
+    """The audit details of a write by `name`: their address, and whether they logged in.
+    A typed name is remembered for the session's next form."""
+    if view.user is None and name.strip():
+        st.session_state[NAME_KEY] = name.strip()
+    return remote_address(), view.user is not None
 
 
 def alerts_section(view: View) -> None:
@@ -104,9 +127,17 @@ def acknowledge_section(view: View) -> None:
         by = author_input(view, "ack_author")
         submitted = st.form_submit_button("Acknowledge")
     if submitted and chosen is not None:
+        remote, login = signed(view, by)
         try:
             episode = actions.acknowledge(
-                view.alert_file, chosen, by, verdict or "not judged", note, time.time()
+                view.alert_file,
+                chosen,
+                by,
+                verdict or "not judged",
+                note,
+                time.time(),
+                remote=remote,
+                login=login,
             )
         except WRITE_ERRORS as exc:
             st.error(f"Not acknowledged: {_error_text(exc)}")
@@ -131,9 +162,17 @@ def silences_section(view: View) -> None:
         author = author_input(view, "silence_author")
         submitted = st.form_submit_button("Add silence")
     if submitted:
+        remote, login = signed(view, author)
         try:
             silence = actions.add_silence(
-                view.alert_file, matchers, duration, author, comment, time.time()
+                view.alert_file,
+                matchers,
+                duration,
+                author,
+                comment,
+                time.time(),
+                remote=remote,
+                login=login,
             )
         except WRITE_ERRORS as exc:
             st.error(f"Silence not added: {_error_text(exc)}")
@@ -163,10 +202,14 @@ def silences_section(view: View) -> None:
         chosen = st.selectbox(
             "Silence", list(names), format_func=lambda key: names[key], key="expire_id"
         )
+        by = author_input(view, "expire_author")
         expire = st.form_submit_button("Expire now")
     if expire and chosen is not None:
+        remote, login = signed(view, by)
         try:
-            ended = actions.expire_silence(view.alert_file, chosen, time.time())
+            ended = actions.expire_silence(
+                view.alert_file, chosen, time.time(), by, remote=remote, login=login
+            )
         except WRITE_ERRORS as exc:
             st.error(f"Silence not expired: {_error_text(exc)}")
         else:
@@ -183,6 +226,32 @@ def report_section(view: View) -> None:
     st.caption("The same figures as `watchkeeper alerts report`; noisy rules come first.")
 
 
+def audit_section(view: View) -> None:
+    st.subheader("Audit log")
+    try:
+        events = read_events(view.alert_file, limit=AUDIT_ROWS)
+    except (sqlite3.Error, OSError) as exc:
+        st.error(f"Cannot read the audit log in {view.alert_file}: {exc}")
+        return
+    if not events:
+        st.caption(
+            "Nothing recorded yet: silences, acknowledgements and configuration changes "
+            "appear here."
+        )
+        return
+    st.dataframe(
+        actions.audit_table(events),
+        hide_index=True,
+        width="stretch",
+        key="audit_log",
+        column_config={"time": st.column_config.DatetimeColumn("Time")},
+    )
+    st.caption(
+        f"The latest {AUDIT_ROWS} events; `watchkeeper audit` lists them all "
+        "(`--since 7d`, `--action silence`, `--json`)."
+    )
+
+
 def body(view: View) -> None:
     message = st.session_state.pop(DONE_KEY, None)
     if message:
@@ -191,6 +260,7 @@ def body(view: View) -> None:
     acknowledge_section(view)
     silences_section(view)
     report_section(view)
+    audit_section(view)
 
 
 run_page("Alerts", body, needs_store=False)

@@ -204,10 +204,22 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    """The configuration of `serve`, `detect` or `dashboard`; a changed file is recorded in
+    the audit log (never fatal; a dashboard on an empty data directory creates nothing)."""
     config = load_config(args.config)
     if args.data_dir is not None:
         storage = config.storage.model_copy(update={"path": args.data_dir})
         config = config.model_copy(update={"storage": storage})
+    if args.config is not None:
+        from watchkeeper.audit import BUSY_TIMEOUT_S, record_config_load
+
+        record_config_load(
+            args.config,
+            config.storage.alert_state_file,
+            args.command,
+            create=args.command != "dashboard",
+            busy_timeout_s=min(BUSY_TIMEOUT_S, config.storage.busy_timeout),
+        )
     return config
 
 
@@ -386,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config": _check_config,
         "silence": alerting_cli.run,
         "alerts": alerting_cli.run,
+        "audit": alerting_cli.run,
         "replay": detector_cli.run_replay,
         "test-rules": detector_cli.run_test_rules,
         "explain": detector_cli.run_explain,

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from watchkeeper.alerting.follow import FindingsFollower
 from watchkeeper.alerting.manager import AlertManager
+from watchkeeper.audit import tokens_recorder
 from watchkeeper.collectors.ingest import IngestServer, create_app
 from watchkeeper.collectors.scraper import Scraper
 from watchkeeper.config import Config
@@ -95,7 +96,13 @@ class Stack:
         self._server: IngestServer | None = None
         if "ingest" in self.roles:
             self._server = IngestServer(
-                create_app(self.store, config.ingest, registry=self.registry, health=self.health),
+                create_app(
+                    self.store,
+                    config.ingest,
+                    registry=self.registry,
+                    health=self.health,
+                    on_tokens_reload=tokens_recorder(config.storage.alert_state_file),
+                ),
                 config.ingest.host,
                 config.ingest.port,
                 ssl_certfile=config.ingest.tls_certfile,
