@@ -20,7 +20,7 @@ import apprise
 
 from .annotations import dashboard_link
 from .records import Transition
-from .redact import register_secrets, url_secrets
+from .redact import masking_every_part_of, register_secrets, url_secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,9 @@ class AppriseNotifier:
     def __init__(self, url: str) -> None:
         self._apprise = apprise.Apprise()
         register_secrets(url_secrets(url))  # apprise logs the URL while adding it
-        if not self._apprise.add(url):
+        with masking_every_part_of(url):  # and may quote a malformed token in a warning
+            added = self._apprise.add(url)
+        if not added:
             raise ValueError(
                 f"not a valid apprise URL: {_mask_unparsed(url)} (unknown service, or a field "
                 "missing or malformed; see https://github.com/caronc/apprise/wiki)"

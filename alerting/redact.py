@@ -20,10 +20,17 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-__all__ = ["SecretFilter", "redact", "register_secrets", "url_secrets"]
+__all__ = [
+    "SecretFilter",
+    "masking_every_part_of",
+    "redact",
+    "register_secrets",
+    "url_secrets",
+]
 
 #: Loggers of the libraries that write receiver URLs and request paths on their own.
 LOGGERS = ("apprise", "urllib3.connectionpool", "urllib3.connection", "requests")
@@ -75,6 +82,18 @@ class SecretFilter(logging.Filter):
         with self._lock:
             self._secrets = self._secrets | frozenset(secrets)
 
+    @contextmanager
+    def also_masking(self, secrets: Iterable[str]) -> Iterator[None]:
+        """Mask `secrets` too, until the block ends (for one call that may log them)."""
+        extra = frozenset(secrets) - self._secrets
+        with self._lock:
+            self._secrets = self._secrets | extra
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._secrets = self._secrets - extra
+
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = self._secrets
         if not secrets:
@@ -103,3 +122,25 @@ def register_secrets(secrets: Iterable[str]) -> None:
             for name in LOGGERS:
                 logging.getLogger(name).addFilter(_FILTER)
             _installed = True
+
+
+def url_parts(url: str) -> set[str]:
+    """Every piece of `url` after its scheme that could be a secret: host, user, password,
+    path segments and query values (a URL apprise cannot parse gives no hint which it is).
+
+    >>> sorted(url_parts("slack://T1a2b3/B4c5d6/xoxb-secret?footer=no"))
+    ['B4c5d6', 'T1a2b3', 'xoxb-secret']
+    """
+    parts = urlsplit(url if "://" in url else f"x://{url}")
+    pieces = set(_SPLIT.split(unquote(parts.netloc + parts.path)))
+    pieces |= {value for _, value in parse_qsl(parts.query)}
+    return {p for p in pieces if len(p) >= MIN_SECRET_CHARS}
+
+
+@contextmanager
+def masking_every_part_of(url: str) -> Iterator[None]:
+    """While apprise parses `url`: it may warn about a malformed token, quoting it in full,
+    before anything says which part is secret; so every part is masked for that moment."""
+    register_secrets(())  # installs the filter on the libraries' loggers
+    with _FILTER.also_masking(url_parts(url)):
+        yield

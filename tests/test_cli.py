@@ -61,6 +61,39 @@ def test_check_config_reports_an_unreachable_influxdb(tmp_path: Path) -> None:
     assert "not reachable and writable" in result.stderr
 
 
+def _receivers_config(tmp_path: Path) -> Path:
+    """A file whose second named receiver is a Slack URL apprise refuses (one token part
+    where Slack needs three), with a secret in the path."""
+    config = tmp_path / "w.yaml"
+    config.write_text(
+        f"storage:\n  path: {tmp_path / 'data'}\ningest: {{port: 0}}\n"
+        "alerting:\n  receivers: ['json://127.0.0.1:9/hook']\n  named_receivers:\n"
+        "    - {name: team, urls: ['json://127.0.0.1:9/ok', 'slack://sekrit-token-part']}\n"
+    )
+    return config
+
+
+def test_check_config_names_a_receiver_url_apprise_refuses(tmp_path: Path) -> None:
+    result = run("check-config", str(_receivers_config(tmp_path)), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "alerting.named_receivers.0.urls.1: not a valid apprise URL: slack://****" in (
+        result.stderr
+    )
+    assert "sekrit" not in result.stderr + result.stdout
+    assert "urls.0" not in result.stderr and "alerting.receivers.0" not in result.stderr
+
+
+def test_serve_refuses_to_start_when_alerting_cannot(tmp_path: Path) -> None:
+    """Rather than run on looking healthy while nothing can page anyone."""
+    config = _receivers_config(tmp_path)
+    result = run("serve", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "watchkeeper serve: alerting could not start: not a valid apprise URL" in (result.stderr)
+    assert "watchkeeper running" not in result.stdout
+    assert "sekrit" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def test_an_exposed_dashboard_needs_a_password(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "WATCHKEEPER_DASHBOARD_PASSWORD"}
     result = subprocess.run(

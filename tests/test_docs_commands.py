@@ -749,7 +749,7 @@ def test_the_readme_configuration_checks_serves_and_shows(
     assert result.returncode == 0, ran(result)
     assert result.stdout == (
         f"watchkeeper.yaml: ok: sqlite store at {data / 'watchkeeper.db'} is writable; "
-        "1 configured model(s); 2 receiver(s)\n"
+        "1 configured model(s); 2 receiver URL(s) accepted by apprise\n"
     )
 
     served = background.start(serve.text, environment(**secrets))

@@ -257,7 +257,7 @@ def _detect_once(args: argparse.Namespace) -> int:
 
 
 def _run_stack(args: argparse.Namespace, roles: list[str]) -> int:
-    from watchkeeper.runtime import Stack
+    from watchkeeper.runtime import Stack, StartupError
 
     config = _load(args)
     serves_ingest = "ingest" in roles
@@ -274,7 +274,11 @@ def _run_stack(args: argparse.Namespace, roles: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     status_port = None if serves_ingest else args.port
     with Stack(config, roles=roles, shard=args.shard, status_port=status_port) as stack:
-        stack.start()
+        try:
+            stack.start()
+        except StartupError as exc:
+            print(f"watchkeeper {args.command}: {exc}", file=sys.stderr)
+            return 2
         shard = f", shard {args.shard}" if args.shard is not None else ""
         where = f" on {stack.ingest_url}" if stack.serves_http else ""
         print(
@@ -358,12 +362,39 @@ def _check_config(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    receivers = _receiver_urls(config)
+    refused = _refused_receivers(receivers)
+    for key, problem in refused:
+        print(f"{args.config}: {key}: {problem}", file=sys.stderr)
+    if refused:
+        return 1
     print(
         f"{args.config}: ok: {config.storage.backend} store at {where} is writable; "
         f"{len(config.models)} configured model(s); "
-        f"{len(config.alerting.receivers)} receiver(s)"
+        f"{len(receivers)} receiver URL(s) accepted by apprise"
     )
     return 0
+
+
+def _receiver_urls(config: Config) -> list[tuple[str, str]]:
+    """Every apprise URL of the configuration, with its key path."""
+    urls = [(f"alerting.receivers.{i}", u) for i, u in enumerate(config.alerting.receivers)]
+    for i, receiver in enumerate(config.alerting.named_receivers):
+        urls += [(f"alerting.named_receivers.{i}.urls.{j}", u) for j, u in enumerate(receiver.urls)]
+    return urls
+
+
+def _refused_receivers(urls: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(key path, why) of each URL apprise cannot use; the messages never show a secret."""
+    from watchkeeper.alerting.notify import AppriseNotifier
+
+    refused = []
+    for key, url in urls:
+        try:
+            AppriseNotifier(url)
+        except ValueError as exc:
+            refused.append((key, str(exc)))
+    return refused
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -57,6 +57,10 @@ def probe_writable(store: Store) -> None:
             conn.close()
 
 
+class StartupError(RuntimeError):
+    """A part of the stack could not start (the message says which and why)."""
+
+
 class Stack:
     """Runs some or all of ingest, scraper, detector and alerting on one configuration.
 
@@ -121,6 +125,7 @@ class Stack:
         self._housekeeping: threading.Thread | None = None
         self._scraping: threading.Thread | None = None
         self._detection_ready = threading.Event()
+        self._detection_failure: tuple[str, Exception] | None = None
         self._transitions = 0
         self._resume_at = float("-inf")
 
@@ -159,12 +164,15 @@ class Stack:
             target=self._detect_and_alert, name="watchkeeper-detector", daemon=True
         )
         self._detection.start()
+        self._detection_ready.wait(timeout=30)
+        if self._detection_failure is not None:
+            part, failure = self._detection_failure
+            raise StartupError(f"{part} could not start: {failure}") from failure
         if isinstance(self.store, SQLiteStore) and "detector" in self.roles:
             self._housekeeping = threading.Thread(
                 target=self._roll_up, args=(self.store,), name="watchkeeper-rollup", daemon=True
             )
             self._housekeeping.start()
-        self._detection_ready.wait(timeout=30)
 
     def start_scraping(self) -> None:
         """Scrape the configured Prometheus targets (this shard's) into the store."""
@@ -223,19 +231,30 @@ class Stack:
         # worker per receiver URL, so a slow receiver never holds up detection.
         alerts: AlertManager | None = None
         follower: FindingsFollower | None = None
-        if "alerting" in self.roles:
-            alerts = self._alert_manager(background=True)
-            alerts.start()
-            follower = FindingsFollower(
-                self.store,
-                alerts,
-                self.config.storage.alert_state_file,
-                clock=self.clock,
-                alert_after_s=self.store_alert_after_s,
-            )
         detector = None
-        if "detector" in self.roles:
-            detector = Detector(self.store, self.config, shard=self.shard)
+        part = "alerting"
+        try:
+            if "alerting" in self.roles:
+                alerts = self._alert_manager(background=True)
+                alerts.start()
+                follower = FindingsFollower(
+                    self.store,
+                    alerts,
+                    self.config.storage.alert_state_file,
+                    clock=self.clock,
+                    alert_after_s=self.store_alert_after_s,
+                )
+            part = "the detector"
+            if "detector" in self.roles:
+                detector = Detector(self.store, self.config, shard=self.shard)
+        except Exception as exc:  # a receiver apprise refuses, an unusable state file, ...
+            # `start_detection` raises it in the starting thread: a process that cannot
+            # alert must not carry on looking healthy
+            self._detection_failure = (part, exc)
+            if alerts is not None:
+                alerts.close()
+            self._detection_ready.set()
+            return
         interval = self.config.detector.interval
         self._detection_ready.set()
         try:
