@@ -2,7 +2,8 @@
 
 Starts a real `watchkeeper serve` (ingest role, SQLite store in a temporary directory) on a
 free loopback port, then locust headless with several worker processes
-(`benchmarks/locustfile_ingest.py`: batches of 500 predictions with 20 features, gzip) at a
+(`benchmarks/locustfile_ingest.py`: batches of 500 predictions with 20 features, gzip unless
+`--no-gzip`) at a
 target rate (default 50,000 predictions/s, what `benchmarks/ingest_throughput.py` reaches).
 It reports requests, failures (the target is 0), throughput, p50/p99 request latency as locust
 measured it, the rows the store holds at the end, and the resident memory (RSS) of every process
@@ -93,6 +94,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500, help="predictions per request")
     parser.add_argument("--features", type=int, default=20, help="features per prediction")
     parser.add_argument("--every", type=float, default=30.0, help="seconds between RSS samples")
+    parser.add_argument(
+        "--no-gzip",
+        action="store_true",
+        help="send plain JSON (as a client with compression off would): less CPU for both sides",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,6 +137,7 @@ def _run_locust(
         WK_BATCH_SIZE=str(args.batch_size),
         WK_FEATURES=str(args.features),
         WK_USER_RATE=str(args.rate / args.batch_size / args.users),
+        WK_GZIP="0" if args.no_gzip else "1",
     )
     prefix = tmp / "locust"
     command = [
@@ -173,6 +180,7 @@ def _run_locust(
         timeline.append((time.monotonic() - started, _rss(processes)))
         if left <= args.every:
             break
+    cpu = {name: _cpu_seconds(process) for name, process in processes.items()}
     _, err = locust.communicate(timeout=args.duration + 120)
     if locust.returncode not in (0, 1):  # 1: some requests failed, still a report
         raise SystemExit(f"locust failed ({locust.returncode}): {err.decode()[-2000:]}")
@@ -182,7 +190,17 @@ def _run_locust(
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "locust_exit": locust.returncode,
+        "cpu": cpu,
     }
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    """User plus system CPU time of `process` so far (0 if it has gone)."""
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 def _print(args: argparse.Namespace, report: dict[str, Any], stored: int) -> None:
@@ -209,6 +227,14 @@ def _print(args: argparse.Namespace, report: dict[str, Any], stored: int) -> Non
     for name in names:
         cells = " | ".join(f"{rss.get(name, float('nan')):.0f}" for _, rss in timeline)
         print(f"| {name} | {cells} |")
+    cpu = report["cpu"]
+    server_cpu = cpu.get("watchkeeper serve", 0.0)
+    locust_cpu = sum(v for k, v in cpu.items() if k != "watchkeeper serve")
+    print(
+        f"\nCPU time over the run: watchkeeper serve {server_cpu:.0f} s "
+        f"({server_cpu / args.duration:.2f} cores), locust master and workers {locust_cpu:.0f} s "
+        f"({locust_cpu / args.duration:.2f} cores), of the machine's {os.cpu_count()} cores"
+    )
     before, after = report["load_before"], report["load_after"]
     print(
         f"\nload average before {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}, "

@@ -1,9 +1,10 @@
 """Locust users that POST prediction batches to `/v1/ingest`, as model services do.
 
-Each request is one gzip JSON batch (`WK_BATCH_SIZE` predictions of `WK_FEATURES` random
-features each, 500 and 20 by default) with prediction ids never sent before, so every row is
-new to the store. A user sends at most `WK_USER_RATE` requests per second (locust's
-`constant_throughput`). A request fails unless the answer is 200 and accepts the whole batch.
+Each request is one gzip JSON batch (plain JSON with `WK_GZIP=0`): `WK_BATCH_SIZE`
+predictions of `WK_FEATURES` random features each (500 and 20 by default), with prediction ids
+never sent before, so every row is new to the store. A user sends at most `WK_USER_RATE`
+requests per second (locust's `constant_throughput`). A request fails unless the answer is 200
+and accepts the whole batch.
 
 The JSON of a user is built once; each request writes a fresh 16-character id prefix and the
 current time into it (timestamps rise as a live service's do, which decides where in the
@@ -35,7 +36,8 @@ FEATURES = int(os.environ.get("WK_FEATURES", "20"))
 USER_RATE = float(os.environ.get("WK_USER_RATE", "12.5"))
 MODEL = os.environ.get("WK_MODEL", "load")
 MARK = "@" * 16  # replaced by each request's id prefix
-HEADERS = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+GZIP = os.environ.get("WK_GZIP", "1") != "0"
+HEADERS = {"Content-Type": "application/json"} | ({"Content-Encoding": "gzip"} if GZIP else {})
 
 
 def template(seed: int, size: int = BATCH_SIZE, features: int = FEATURES) -> bytes:
@@ -60,9 +62,10 @@ def template(seed: int, size: int = BATCH_SIZE, features: int = FEATURES) -> byt
 
 def body(template: bytes, prefix: bytes, now: float, size: int = BATCH_SIZE) -> bytes:
     """A batch of new predictions made over the last 0.1 s (as a service's client sends
-    them: ids never seen, times rising), gzip level 1."""
+    them: ids never seen, times rising), gzip level 1 unless `WK_GZIP=0`."""
     stamps = tuple(now - 0.1 + 0.1 * i / size for i in range(size))
-    return gzip.compress((template % stamps).replace(MARK.encode(), prefix), 1, mtime=0)
+    data = (template % stamps).replace(MARK.encode(), prefix)
+    return gzip.compress(data, 1, mtime=0) if GZIP else data
 
 
 class IngestUser(FastHttpUser):
