@@ -1,8 +1,9 @@
-"""The detector's subcommands of `watchkeeper`: replay, test-rules and explain.
+"""The detector's subcommands of `watchkeeper`: replay, test-rules, explain and reference.
 
 `watchkeeper/cli.py` calls `add_parsers` once and dispatches to `run_replay`,
-`run_test_rules` and `run_explain`. This module imports nothing heavy at load time, so the
-other subcommands start fast; the work happens in `replay`, `rules_test` and `explain`.
+`run_test_rules`, `run_explain` and `run_reference`. This module imports nothing heavy at load
+time, so the other subcommands start fast; the work happens in `replay`, `rules_test`,
+`explain` and `reference_cli`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 
 def add_parsers(commands: Any) -> None:
-    """Add `replay`, `test-rules` and `explain` to the CLI's subparsers."""
+    """Add `replay`, `test-rules`, `explain` and `reference` to the CLI's subparsers."""
     replay = commands.add_parser(
         "replay",
         help="backtest: which alerts would have fired on recorded predictions",
@@ -94,6 +95,49 @@ def add_parsers(commands: Any) -> None:
     explain.add_argument("--reference", type=Path, metavar="R.csv")
     explain.add_argument("--config", type=Path, help="watchkeeper.yaml")
     explain.add_argument("--model")
+    _add_reference_parser(commands)
+
+
+def _add_reference_parser(commands: Any) -> None:
+    reference = commands.add_parser(
+        "reference",
+        help="re-baseline a model (set its reference), or show which reference each uses",
+        description=(
+            "A model's checks compare its windows with a reference profile, computed once and "
+            "stored in the data directory (references.db). `set` profiles a reference file or "
+            "a window of the model's stored history and makes it the model's reference; the "
+            "running detector uses it from its next run. `clear` returns the model to its "
+            "configured reference. `show` prints the profile each model uses."
+        ),
+    )
+    actions = reference.add_subparsers(dest="action", metavar="ACTION", required=True)
+    set_ = actions.add_parser(
+        "set",
+        help="make a file or a window of history the model's reference",
+        description="Profile R.csv (features, prediction, optionally label; CSV or Parquet) "
+        "or the model's stored predictions in [--start, --end) and make it MODEL's reference "
+        "until the next `set` or `clear`.",
+    )
+    set_.add_argument("model", metavar="MODEL")
+    source = set_.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path, metavar="R.csv", help="a reference file")
+    source.add_argument("--start", metavar="TIME", help="window start (ISO 8601; with --end)")
+    set_.add_argument("--end", metavar="TIME", help="window end (ISO 8601, exclusive)")
+    show = actions.add_parser("show", help="which reference profile each model uses")
+    show.add_argument("model", metavar="MODEL", nargs="?")
+    clear = actions.add_parser(
+        "clear", help="return a model to its configured reference (undo `set`)"
+    )
+    clear.add_argument("model", metavar="MODEL")
+    for parser in (set_, clear):
+        parser.add_argument(
+            "--by", metavar="NAME", help="who re-baselines, for the audit log (default: login)"
+        )
+    for parser in (set_, show, clear):
+        parser.add_argument("--config", type=Path, help="watchkeeper.yaml (default: none)")
+        parser.add_argument(
+            "--data-dir", type=Path, help="data directory (overrides storage.path of the config)"
+        )
 
 
 def _config(path: Path | None) -> Any:
@@ -162,3 +206,12 @@ def run_explain(args: argparse.Namespace) -> int:
     except ExplainError as exc:
         print(f"watchkeeper explain: {exc}", file=sys.stderr)
         return 1
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    if args.action == "set" and (args.start is None) != (args.end is None):
+        print("watchkeeper reference set: --start and --end go together", file=sys.stderr)
+        return 2
+    from .reference_cli import run
+
+    return run(args)

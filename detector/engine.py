@@ -19,7 +19,9 @@ from watchkeeper.tsdb import Finding, Sample, Store
 
 from .frame import Batch, batch_from_predictions
 from .judge import ModelJudge, lookback
-from .profile import ReferenceProfile, profile_batch
+from .profile import ReferenceProfile
+from .reference_store import ReferenceStore
+from .references import References, references_file
 from .shard import Shard
 from .tamper import ARTIFACT_SERIES, check_artifacts
 
@@ -50,6 +52,10 @@ class Detector:
     detector that was down for a month catches up over several calls instead of stalling.
     With `shard`, only the models of that shard are judged (see `shard.py`), so several
     detector processes can split a fleet without judging any window twice.
+
+    Reference profiles are profiled once and kept in `references.db` of the data directory
+    (`references.py`); each run reads the models' re-baselining (`watchkeeper reference
+    set`) again, so a new reference takes effect at the next run without a restart.
     """
 
     def __init__(
@@ -70,9 +76,17 @@ class Detector:
         """Why models failed in the last `run_once` (they are retried on the next)."""
         self.judged = 0
         """How many models the last `run_once` evaluated (this shard's)."""
+        self.references = References(
+            ReferenceStore(
+                references_file(store, config), busy_timeout_s=config.storage.busy_timeout
+            ),
+            config,
+            self.read,
+        )
+        """Where the models' reference profiles come from and are stored."""
         self._cursors: dict[str, float] = {}
         self._judges: dict[str, ModelJudge] = {}
-        self._reference_end: dict[str, float] = {}
+        self._first_seen: dict[str, float] = {}
 
     def __repr__(self) -> str:
         shard = f", shard={self.shard}" if self.shard is not None else ""
@@ -98,12 +112,13 @@ class Detector:
         """All enabled checks of `model` on the window `[window_end - window, window_end)`.
 
         Reads the store and computes with a fresh judge that first sees up to a day of
-        earlier windows (for the latency and throughput baselines); writes nothing. This is
+        earlier windows (for the latency and throughput baselines), against the reference
+        profile the window was judged with (`reference_profile`); writes no finding. This is
         how `watchkeeper explain` recomputes a stored finding.
         """
         mc = self.config.model(model)
         judge = ModelJudge(model, mc, self.reference_profile(model, window_end - mc.window))
-        first_seen = next((m.first_seen for m in self.store.models() if m.name == model), None)
+        first_seen = self._model_first_seen(model)
         k = round(window_end / mc.every)
         from_k = k - math.floor(_WARM_UP / mc.every)
         if first_seen is not None:
@@ -131,31 +146,39 @@ class Detector:
         return [] if finding is None else [finding]
 
     def reference_profile(self, model: str, window_start: float) -> ReferenceProfile | None:
-        """The profile of the model's first `drift.reference` seconds of predictions, if
-        `window_start` is past them; None for windows that still overlap the reference period.
-
-        Read once, only when the period is over (so it is complete), then kept by the judge.
+        """The reference profile of the window starting at `window_start`: the one its stored
+        findings name when it was judged already (None if they name none: it was judged
+        before its reference was complete), else the one it would be judged against now
+        (see `references.py`). `explain` and the dashboard show windows through this, so a
+        re-baselining never changes how an earlier verdict is recomputed.
         """
-        end = self._reference_end.get(model)
-        if end is None:
+        window_end = window_start + self.config.model(model).window
+        judged = [
+            f
+            for f in self.store.findings(model, window_end - 0.5, window_end + 0.5)
+            if abs(f.window_start - window_start) < 0.5
+        ]
+        if judged:
+            ids = [f.reference_id for f in judged if f.reference_id and f.check != "efficacy"]
+            ids = ids or [f.reference_id for f in judged if f.reference_id]
+            return self.references.by_id(model, ids[0]) if ids else None
+        self.references.refresh(model)
+        return self.references.active(model, window_start, None, self._model_first_seen(model))
+
+    def _model_first_seen(self, model: str) -> float | None:
+        first_seen = self._first_seen.get(model)
+        if first_seen is None:
             first_seen = next((m.first_seen for m in self.store.models() if m.name == model), None)
-            if first_seen is None:
-                return None
-            end = first_seen + self.config.model(model).checks.drift.reference
-            self._reference_end[model] = end
-        if window_start < end:
-            return None
-        start = end - self.config.model(model).checks.drift.reference
-        batch = self.read(model, start, end)
-        return profile_batch(batch, f"{model}@{int(start)}-{int(end)}")
+        return first_seen
 
     def _judge_for(self, model: str, window_start: float) -> ModelJudge:
         judge = self._judges.get(model)
         if judge is None:
             judge = ModelJudge(model, self.config.model(model))
             self._judges[model] = judge
-        if judge.profile is None:
-            judge.profile = self.reference_profile(model, window_start)
+        judge.profile = self.references.active(
+            model, window_start, judge.profile, self._first_seen.get(model)
+        )
         return judge
 
     def run_once(self, now: float) -> list[Finding]:
@@ -168,11 +191,14 @@ class Detector:
         produced: list[Finding] = []
         self.errors = {}
         self.judged = 0
-        for info in self.store.models():
+        models = self.store.models()
+        self.references.refresh()  # a `watchkeeper reference set` since the last run
+        for info in models:
             if self.shard is not None and not self.shard.owns(info.name):
                 continue
             self.judged += 1
             try:
+                self._first_seen[info.name] = info.first_seen
                 produced.extend(self._run_model(info.name, info.first_seen, now))
             except Exception as exc:
                 self.errors[info.name] = exc

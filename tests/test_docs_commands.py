@@ -326,6 +326,27 @@ RUN_ELSEWHERE: dict[str, Elsewhere] = {
     ),
 }
 
+REFERENCES = "tests/test_references.py::"
+REBASELINE_TEST = REFERENCES + "test_re_baselining_after_an_accepted_shift_stops_the_drift_alarm"
+FILE_REFERENCE_TEST = REFERENCES + "test_a_reference_file_is_profiled_once_and_never_read_again"
+RUN_ELSEWHERE |= {
+    # docs/checks.md, "References"
+    "watchkeeper reference set MODEL --file R.csv [--config C.yaml]": Elsewhere(
+        FILE_REFERENCE_TEST, ('"reference", "set", "m", "--file", str(reference), "--config"',)
+    ),
+    "watchkeeper reference set MODEL --start 2026-11-20T00:00:00Z --end 2026-11-27T00:00:00Z "
+    "[--config C.yaml]": Elsewhere(
+        REBASELINE_TEST,
+        ('window = ["--start", iso(change), "--end"', '"reference", "set", "m", *window, "--by"'),
+    ),
+    "watchkeeper reference show [MODEL] [--config C.yaml]": Elsewhere(
+        FILE_REFERENCE_TEST, ('"reference", "show", "m", "--config"',)
+    ),
+    "watchkeeper reference clear MODEL [--config C.yaml]": Elsewhere(
+        REBASELINE_TEST, ('"reference", "clear", "m", "--config"',)
+    ),
+}
+
 NO_DOCKER = "no Docker engine runs on the test machines; tests/test_compose.py validates the stack"
 NO_INFLUXDB = "no InfluxDB 2 server on the test machines (no Debian package; nothing is downloaded)"
 

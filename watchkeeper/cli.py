@@ -30,6 +30,7 @@ EPILOG = """examples:
   watchkeeper detect --config watchkeeper.yaml --shard 1/2
   watchkeeper dashboard --config watchkeeper.yaml
   watchkeeper check-config watchkeeper.yaml
+  watchkeeper reference set fraud --file train.csv --config watchkeeper.yaml
 """
 
 
@@ -433,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": detector_cli.run_replay,
         "test-rules": detector_cli.run_test_rules,
         "explain": detector_cli.run_explain,
+        "reference": detector_cli.run_reference,
     }
     try:
         return handlers[args.command](args)

@@ -7,9 +7,11 @@ expected. Secrets may be written as `${ENV_VAR}` inside receiver URLs.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -283,7 +286,7 @@ class DriftCheck(_Check):
     distance for categorical ones), so that a huge sample with a negligible shift stays quiet.
     PSI, Jensen-Shannon and Wasserstein (normed by the reference spread) have no p-value and
     use their own thresholds. `reference` is how much of a model's first data is its reference
-    when no reference file is given.
+    when the model sets no other (`ModelConfig.reference`).
     """
 
     p_value: Probability = 0.01
@@ -420,12 +423,117 @@ class ChecksConfig(_Section):
         )
 
 
+def parse_time(value: object) -> float:
+    """Unix seconds from an ISO 8601 time (`2026-11-01T00:00:00Z`; no zone: UTC), a date
+    (midnight UTC), a YAML timestamp or a number of Unix seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected an ISO 8601 time such as 2026-11-01T00:00:00Z")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"expected an ISO 8601 time such as 2026-11-01T00:00:00Z, got {value}")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"expected an ISO 8601 time such as 2026-11-01T00:00:00Z, got {value!r}"
+            ) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    raise ValueError(f"expected an ISO 8601 time such as 2026-11-01T00:00:00Z, got {value!r}")
+
+
+Timestamp = Annotated[float, BeforeValidator(parse_time)]
+
+
+def _existing_file(value: Path, info: ValidationInfo) -> Path:
+    """A reference file, relative paths taken from the configuration file's folder (the
+    `base_dir` of the validation context; without one, the working directory)."""
+    base = (info.context or {}).get("base_dir") if isinstance(info.context, dict) else None
+    path = value.expanduser()
+    if not path.is_absolute():
+        path = Path(base or Path.cwd()) / path
+    path = path.resolve()
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+class ReferenceConfig(_Section):
+    """Which data a model's checks compare with (drift, data quality, baseline efficacy).
+
+    One of: `file`, a CSV or Parquet file of features, `prediction` and optionally `label`
+    (training or validation data), profiled once; `start` and `end`, a fixed window of the
+    model's own history; `trailing`, a window of its history ending `lag` before the judged
+    window, re-profiled at most every `refresh`. Nothing set: the model's first
+    `checks.drift.reference` of data. Every profile is stored in the data directory, so
+    neither a restart nor retention moves it; `watchkeeper reference set` overrides this.
+    """
+
+    file: Annotated[Path, AfterValidator(_existing_file)] | None = None
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    trailing: Annotated[Duration, Field(gt=0.0)] | None = None
+    lag: Duration = 0.0
+    refresh: Annotated[Duration, Field(gt=0.0)] = 86400.0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReferenceConfig:
+        given = [
+            name
+            for name, present in (
+                ("file", self.file is not None),
+                ("start/end", self.start is not None or self.end is not None),
+                ("trailing", self.trailing is not None),
+            )
+            if present
+        ]
+        if len(given) > 1:
+            raise ValueError(
+                f"give one of file, start and end, or trailing; got {' and '.join(given)}"
+            )
+        if (self.start is None) != (self.end is None):
+            missing = "end" if self.end is None else "start"
+            raise KeyPathError((missing,), "start and end go together: set both")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise KeyPathError(
+                ("end",),
+                f"end ({_iso(self.end)}) must be after start ({_iso(self.start)})",
+            )
+        if self.trailing is None:
+            for name in ("lag", "refresh"):
+                if name in self.model_fields_set:
+                    raise KeyPathError((name,), f"{name} applies only to a trailing reference")
+        return self
+
+    @property
+    def kind(self) -> Literal["file", "window", "trailing", "first"]:
+        """Which kind of reference this is (`first`: nothing set, the first data)."""
+        if self.file is not None:
+            return "file"
+        if self.start is not None:
+            return "window"
+        if self.trailing is not None:
+            return "trailing"
+        return "first"
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
 class ModelConfig(_Section):
     """How one model is judged: window length, evaluation step, checks, extra alert labels and
     the runbook of checks that name none (`detector.defaults.runbook_url`: of every model)."""
 
     window: Duration = 3600.0
     every: Duration = 300.0
+    reference: ReferenceConfig = ReferenceConfig()
     checks: ChecksConfig = ChecksConfig()
     labels: dict[str, str] = {}
     runbook_url: RunbookUrl = None
@@ -585,12 +693,17 @@ class Config(_Section):
 
 
 def config_from_dict(
-    data: dict[str, Any], source: str = "<config>", lines: Mapping[tuple[str, ...], int] = {}
+    data: dict[str, Any],
+    source: str = "<config>",
+    lines: Mapping[tuple[str, ...], int] = {},
+    base_dir: Path | None = None,
 ) -> Config:
     """Validate a parsed configuration; errors name `source`, the key path and the problem
-    (and the line, given the `lines` of key paths `read_yaml` found)."""
+    (and the line, given the `lines` of key paths `read_yaml` found). Relative reference
+    files are taken from `base_dir` (the configuration file's folder; default: the working
+    directory)."""
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         problems = [describe(error, Config, source, lines) for error in exc.errors()]
         raise ConfigError("\n".join(problems)) from None
@@ -618,4 +731,4 @@ def load_config(path: str | Path | None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: (top level): expected a mapping, got {type(data).__name__}")
-    return config_from_dict(data, str(path), lines)
+    return config_from_dict(data, str(path), lines, path.parent.resolve())
