@@ -1,8 +1,8 @@
 """One feature's reference and current distributions, to draw over each other.
 
-The reference is what the detector compares with: the profile of the model's first
-`drift.reference` seconds (`Detector.reference_profile`, built from the store on demand, as
-`watchkeeper explain` does). The current distribution is the chosen window's values, read
+The reference is what the detector compared the window with (`Detector.reference_profile`:
+the stored profile its findings name, else the model's current reference: a file, a fixed or
+trailing window, or its first `drift.reference` of data), as `watchkeeper explain` shows it. The current distribution is the chosen window's values, read
 through the same `Detector.read`, so numbers, missing values and categories are interpreted
 exactly as the drift check interprets them. Numeric features become shares per bin over a
 common range; categorical ones shares per reference category, plus unseen ones. Only the
