@@ -2,11 +2,12 @@
 
 The reference is what the detector compared the window with (`Detector.reference_profile`:
 the stored profile its findings name, else the model's current reference: a file, a fixed or
-trailing window, or its first `drift.reference` of data), as `watchkeeper explain` shows it. The current distribution is the chosen window's values, read
-through the same `Detector.read`, so numbers, missing values and categories are interpreted
-exactly as the drift check interprets them. Numeric features become shares per bin over a
-common range; categorical ones shares per reference category, plus unseen ones. Only the
-Store protocol is used. No Streamlit here.
+trailing window, or its first `drift.reference` of data), as `watchkeeper explain` shows it.
+The current distribution is the chosen window's values, read through the same
+`Detector.read`, so numbers, missing values and categories are interpreted exactly as the
+drift check interprets them. Numeric features become shares per bin over a common range;
+categorical ones shares per reference category, plus unseen ones. Only the Store protocol is
+used. No Streamlit here.
 """
 
 from __future__ import annotations

@@ -147,10 +147,11 @@ class Detector:
 
     def reference_profile(self, model: str, window_start: float) -> ReferenceProfile | None:
         """The reference profile of the window starting at `window_start`: the one its stored
-        findings name when it was judged already (None if they name none: it was judged
-        before its reference was complete), else the one it would be judged against now
-        (see `references.py`). `explain` and the dashboard show windows through this, so a
-        re-baselining never changes how an earlier verdict is recomputed.
+        findings name when it was judged already, else (not judged, or its findings name no
+        reference: health checks only, or findings written by another tool) the one it would
+        be judged against now (see `references.py`). `explain` and the dashboard show
+        windows through this, so a re-baselining never changes how an earlier verdict is
+        recomputed.
         """
         window_end = window_start + self.config.model(model).window
         judged = [
@@ -158,10 +159,10 @@ class Detector:
             for f in self.store.findings(model, window_end - 0.5, window_end + 0.5)
             if abs(f.window_start - window_start) < 0.5
         ]
-        if judged:
-            ids = [f.reference_id for f in judged if f.reference_id and f.check != "efficacy"]
-            ids = ids or [f.reference_id for f in judged if f.reference_id]
-            return self.references.by_id(model, ids[0]) if ids else None
+        ids = [f.reference_id for f in judged if f.reference_id and f.check != "efficacy"]
+        ids = ids or [f.reference_id for f in judged if f.reference_id]
+        if ids:
+            return self.references.by_id(model, ids[0])
         self.references.refresh(model)
         return self.references.active(model, window_start, None, self._model_first_seen(model))
 

@@ -45,11 +45,11 @@ class Batch:
     otherwise (None = missing). `label_time` is when each label became known (inf: never),
     `fallback` is 1 where a fallback answered, 0 where not and NaN where unknown.
     `versions` holds each prediction's model version as an index into `version_names`
-    (-1: none); both are empty when the data says nothing about versions.
+    (-1: none); both are empty when the data says nothing about versions. `ids` (see
+    there) may be given as `_ids`, or made on first use by `_make_ids`.
     """
 
     times: np.ndarray
-    ids: np.ndarray
     columns: dict[str, np.ndarray]
     output: np.ndarray
     error: np.ndarray
@@ -68,10 +68,24 @@ class Batch:
     _dictionaries: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _class_codes: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)
     _memo: dict[str, Any] = field(default_factory=dict)
+    _ids: np.ndarray | None = None
+    _make_ids: Callable[[], np.ndarray] | None = None
 
     @property
     def n(self) -> int:
         return int(self.times.size)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Each prediction's id (objects). A batch read from a file makes them on first use:
+        checks never read them, and a replay of a million predictions would otherwise
+        build a million Python strings for nothing."""
+        if self._ids is None:
+            if self._make_ids is None:
+                raise ValueError("this batch was built without prediction ids")
+            self._ids = self._make_ids()
+            self._make_ids = None
+        return self._ids
 
     def bounds(self, start: float, end: float) -> tuple[int, int]:
         """Index range of the predictions with `start <= time < end`."""
@@ -137,11 +151,12 @@ class Batch:
             if column is None:
                 cached = np.full(self.n, -2, dtype=np.int64)
             elif encoded is not None:
-                # each distinct value looked up once; the last value (None) is "missing"
+                # each distinct value looked up once; the last value (None) is "missing";
+                # int32 like the dictionary's own codes (half the memory of int64)
                 codes, values = encoded
                 position = {c: i for i, c in enumerate(categories)}
                 lookup = [position.get(v, -1) for v in values[:-1].tolist()]
-                cached = np.array([*lookup, -2], dtype=np.int64)[codes]
+                cached = np.array([*lookup, -2], dtype=np.int32)[codes]
             else:
                 import pandas as pd
 
@@ -217,7 +232,8 @@ def category_text(column: np.ndarray) -> np.ndarray:
     if column.dtype.kind in "fiub":
         return class_keys(column)
     present = column[~missing_mask(column)].tolist()
-    if present and all(isinstance(v, str) for v in present):  # pandas' infer_dtype "string"
+    # pandas' infer_dtype "string"; the set of types is a quick answer when all are `str`
+    if present and (set(map(type, present)) == {str} or all(isinstance(v, str) for v in present)):
         return column
     return np.array([None if v is None else str(v) for v in column], dtype=object)
 
@@ -236,23 +252,29 @@ def class_keys(column: np.ndarray) -> np.ndarray:
 def class_codes(column: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
     """Class labels as (index into `names` per row, -1 where absent; `names`): the classes
     `class_keys` gives, each distinct one once."""
-    codes = np.full(column.size, -1, dtype=np.int64)
     if column.dtype.kind in "fiub":
-        values = column.astype(float)
+        values = column.astype(float, copy=False)
         ok = ~np.isnan(values)
-        present = values[ok]
+        everywhere = bool(ok.all())  # then no row is left out: no copies, no masks
+        present = values if everywhere else values[ok]
         small = _small_whole_numbers(present)
         if small is not None:
             # class numbers like 0/1: counted instead of sorted (np.unique sorts a million
             # floats), with the same sorted classes and indexes
             offsets, low = small
             seen = np.bincount(offsets) > 0
-            codes[ok] = (np.cumsum(seen) - 1)[offsets]
+            found = (np.cumsum(seen) - 1).astype(np.int64, copy=False)[offsets]
             uniques = (np.flatnonzero(seen) + low).astype(float)
         else:
             uniques, inverse = np.unique(present, return_inverse=True)
-            codes[ok] = inverse
+            found = inverse.astype(np.int64, copy=False)
+        if everywhere:
+            codes = found
+        else:
+            codes = np.full(column.size, -1, dtype=np.int64)
+            codes[ok] = found
         return codes, tuple(str(int(u)) if u == round(u) else str(u) for u in uniques.tolist())
+    codes = np.full(column.size, -1, dtype=np.int64)
     index: dict[str, int] = {}
     for i, v in enumerate(column):
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -353,7 +375,7 @@ def batch_from_predictions(
             label_time[i] = known.timestamp
     return Batch(
         times=np.fromiter((p.timestamp for p in predictions), float, n),
-        ids=np.array([p.prediction_id for p in predictions], dtype=object),
+        _ids=np.array([p.prediction_id for p in predictions], dtype=object),
         columns=columns,
         output=output,
         error=np.fromiter((p.error for p in predictions), float, n),
@@ -452,7 +474,7 @@ def batch_from_frame(frame: pd.DataFrame, labels: pd.DataFrame | None = None) ->
     )
     return Batch(
         times=times,
-        ids=ids,
+        _ids=ids,
         columns={str(c): frame_column(frame[c]) for c in features},
         output=output,
         error=np.nan_to_num(optional("error", 0.0)),

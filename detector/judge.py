@@ -25,7 +25,7 @@ from watchkeeper.tsdb.records import Severity
 
 from .candidate import Candidate, Context
 from .checks import check_up, rule_hash
-from .efficacy import efficacy_candidates
+from .efficacy import efficacy_candidates, joint_class_codes
 from .frame import Batch
 from .health import (
     HealthHistory,
@@ -34,7 +34,7 @@ from .health import (
     latency_candidate,
     throughput_candidate,
 )
-from .profile import NumericProfile, ReferenceProfile
+from .profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from .quality import (
     categorical_drift,
     missing_candidate,
@@ -164,6 +164,26 @@ class ModelJudge:
                 ctx = self._context("fallback_rate", start, end, cfg_f.severity, 0.01)
                 out.append(fallback_candidate(fallbacks, high - low, ctx, cfg_f))
         return out
+
+    def warm(self, batch: Batch) -> None:
+        """Fill now the per-batch caches that judging would fill on first use (each
+        feature's missing values and category codes, the output's and labels' class
+        codes). A replay calls it before it forks its workers, which then share these
+        arrays instead of each building its own; the findings are the same either way."""
+        profile = self.profile
+        if profile is None:
+            return
+        checks = self.config.checks
+        for name, column in profile.columns.items():
+            if name in batch.columns:
+                batch.missing(name)
+                if isinstance(column, CategoricalProfile):
+                    batch.codes(name, column.categories)
+        if checks.drift.enabled and isinstance(profile.prediction, CategoricalProfile):
+            batch.class_codes("output")
+        baseline = profile.baseline
+        if checks.efficacy.enabled and baseline is not None and baseline.task != "regression":
+            joint_class_codes(batch, baseline.scores)
 
     def skip(self, batch: Batch, window_end: float) -> None:
         """Advance the running state (health history, inferred label delay) exactly as

@@ -274,22 +274,26 @@ def ks_sorted(
     if n * m <= EXACT_KS_LIMIT:
         return ks_two_sample(reference_sorted, cur)
     ref_right = np.searchsorted(reference_sorted, cur, side="right")
-    # F_ref just before c differs from F_ref at c only where the reference holds c itself.
-    ref_left = ref_right
-    tied = (ref_right > 0) & (reference_sorted[np.maximum(ref_right - 1, 0)] == cur)
+    ref_at = ref_right / n
+    # F_ref just before c differs from F_ref at c only where the reference holds c itself:
+    # at index ref_right - 1 (where ref_right is 0, index -1 holds the largest reference
+    # value, which is above c)
+    tied = reference_sorted[ref_right - 1] == cur
+    ref_before = ref_at
     if np.any(tied):
         ref_left = ref_right.copy()
         ref_left[tied] = np.searchsorted(reference_sorted, cur[tied], side="left")
+        ref_before = ref_left / n
     if m < 2 or bool(np.all(cur[1:] != cur[:-1])):
         # no ties among the current values: its ECDF is i/m at the i-th value, (i-1)/m before
-        steps = np.arange(m + 1, dtype=np.int64)
-        cur_right, cur_left = steps[1:], steps[:-1]
+        steps = np.arange(m + 1, dtype=np.int64) / m
+        cur_at, cur_before = steps[1:], steps[:-1]
     else:
-        cur_right = np.searchsorted(cur, cur, side="right")
-        cur_left = np.searchsorted(cur, cur, side="left")
-    at = np.abs(ref_right / n - cur_right / m)
-    before = np.abs(ref_left / n - cur_left / m)
-    statistic = float(max(np.max(at), np.max(before)))
+        cur_at = np.searchsorted(cur, cur, side="right") / m
+        cur_before = np.searchsorted(cur, cur, side="left") / m
+    at = ref_at - cur_at
+    before = ref_before - cur_before
+    statistic = float(max(np.max(np.abs(at, out=at)), np.max(np.abs(before, out=before))))
     larger, smaller = max(n, m), min(n, m)
     effective_n = round(larger * smaller / (larger + smaller))
     if statistic < exact_p_from:

@@ -1,10 +1,14 @@
-"""`replay` with forked workers writes exactly what it writes judging alone.
+"""`replay`'s fast paths give exactly what the plain ones give.
 
 `watchkeeper replay` judges the later windows of a large batch in forked child processes
 (and profiles the reference in one while the batch is built). The files it writes must not
 depend on that: same findings, same alert transitions, same order, byte for byte, also when
 a worker fails and its windows are judged in the parent instead. The thresholds that keep
 small batches in one process are lowered here so that a small stream takes the worker path.
+
+It also reads CSV files with every column's type fixed from the file's first block (Arrow
+then keeps far less in memory); the table must be the one Arrow's type inference gives,
+also when a later block needs a wider type than the first.
 """
 
 from __future__ import annotations
@@ -14,9 +18,15 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
+from pyarrow import csv as arrow_csv
 
+from watchkeeper.detector import batch_from_frame
 from watchkeeper.detector import replay as replay_module
+from watchkeeper.detector.frame import read_table
 from watchkeeper.detector.judge import ModelJudge
 from watchkeeper.detector.streams import Change, StreamSpec, generate
 
@@ -101,3 +111,77 @@ def test_a_failing_worker_has_its_windows_judged_here(
     assert run(files, 3) == alone
     err = capfd.readouterr().err
     assert "worker broke" in err and "judging its windows here" in err
+
+
+ROWS = 60_000
+"""Rows of the files below: ~3 MB, several of Arrow's 1 MB blocks."""
+
+
+def late_changes(case: str) -> pd.DataFrame:
+    """Predictions whose later rows need what the first block does not show."""
+    rng = np.random.default_rng(5)
+    seconds = np.sort(rng.uniform(0, 86400, ROWS))
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(seconds.round(), unit="s", utc=True).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "prediction_id": [f"p{i}" for i in range(ROWS)],
+            "x": rng.normal(size=ROWS).round(6),
+            "n": rng.integers(0, 50, ROWS),
+            "c": rng.choice(["a", "b", "c"], ROWS),
+            "error": rng.integers(0, 2, ROWS),
+            "prediction": rng.integers(0, 2, ROWS),
+        }
+    )
+    frame.loc[rng.random(ROWS) < 0.01, "x"] = np.nan
+    late = slice(ROWS - 5_000, None)
+    if case == "a fraction in an integer column":
+        frame["n"] = frame["n"].astype(object)
+        frame.loc[ROWS - 10, "n"] = 0.5
+    elif case == "many categories in a later block":
+        frame.loc[late, "c"] = [f"v{i}" for i in range(5_000)]
+    elif case == "a column empty in the first block":
+        frame.loc[: ROWS // 2, "n"] = np.nan
+    elif case == "fractional seconds later":
+        frame.loc[late, "timestamp"] = frame.loc[late, "timestamp"].str.replace("Z", ".250Z")
+    elif case == "missing values in an integer column":
+        frame["error"] = frame["error"].astype(object)
+        frame.loc[late, "error"] = None
+    return frame
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "nothing",
+        "a fraction in an integer column",
+        "many categories in a later block",
+        "a column empty in the first block",
+        "fractional seconds later",
+        "missing values in an integer column",
+    ],
+)
+def test_files_read_as_type_inference_reads_them(tmp_path: Path, case: str) -> None:
+    from watchkeeper.detector.tables import batch_from_table, read_file
+
+    path = tmp_path / "predictions.csv"
+    late_changes(case).to_csv(path, index=False)
+    assert path.stat().st_size > 2 * 2**20
+    inferred = arrow_csv.read_csv(
+        path,
+        convert_options=arrow_csv.ConvertOptions(
+            auto_dict_encode=True,
+            auto_dict_max_cardinality=1000,
+            column_types={"prediction_id": pa.string()},
+        ),
+    )
+    table = read_file(str(path))
+    assert table.schema == inferred.schema
+    assert table.equals(inferred)
+    ours, theirs = batch_from_table(table), batch_from_frame(read_table(str(path)))
+    for name in ("times", "output", "error"):
+        np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name), err_msg=name)
+    assert list(ours.columns) == list(theirs.columns)
+    for name in ours.columns:
+        np.testing.assert_array_equal(ours.columns[name], theirs.columns[name], err_msg=name)
