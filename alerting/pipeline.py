@@ -104,8 +104,15 @@ def needs_update(
     return entry.at + repeat_interval <= now
 
 
-def dedup_stage(outbox: Outbox) -> Stage:
-    """Go on only if `needs_update` says the receiver must hear about the group."""
+def dedup_stage(outbox: Outbox, clock: Callable[[], float] = time.time) -> Stage:
+    """Go on only if `needs_update` says the receiver must hear about the group.
+
+    A notification is logged as sent at its flush time or at the `clock`'s time, whichever
+    is later. Catching up on old findings (alerting restarted after a day down, an old
+    finding arriving) runs the group flushes of the past at their own times; counting
+    `repeat_interval` from when a message really went out keeps those from each repeating
+    it: one message now, the next repeat `repeat_interval` later, as Alertmanager does.
+    """
 
     def stage(notice: Notice) -> Notice | None:
         entry = outbox.entry(notice.flush.group_key, notice.receiver.name)
@@ -119,7 +126,8 @@ def dedup_stage(outbox: Outbox) -> Stage:
             flush.at,
         ):
             return None
-        return replace(notice, entry=LogEntry(notice.firing, notice.resolved, flush.at))
+        sent_at = max(flush.at, clock())
+        return replace(notice, entry=LogEntry(notice.firing, notice.resolved, sent_at))
 
     return stage
 
@@ -259,7 +267,7 @@ def build_pipeline(
         [
             ("inhibit", mute_stage(lambda notice: inhibitor())),
             ("silence", mute_stage(lambda notice: silencer(notice.flush.at))),
-            ("dedup", dedup_stage(outbox)),
+            ("dedup", dedup_stage(outbox, clock)),
             ("retry", retry_stage(outbox, deadline_s, dashboard_url, clock, runbook)),
         ],
         record_sent_stage(outbox, log),

@@ -100,6 +100,19 @@ class Sim:
         return done
 
     def run_until(self, at: float, inclusive: bool = True) -> None:
+        """Let time pass up to `at`, as a live ticker does: the clock reads each flush's
+        own time when it runs."""
+        target = T0 + at
+        while (due := self.pipeline.dispatcher.next_due()) is not None and (
+            due < target or (inclusive and due == target)
+        ):
+            self.now = max(self.now, due)
+            self.pipeline.tick(due)
+        self.jump_to(at, inclusive=inclusive)
+
+    def jump_to(self, at: float, inclusive: bool = True) -> None:
+        """The clock jumps to `at` and the flushes due meanwhile run at once, as when
+        alerting catches up after being stopped."""
         self.now = max(self.now, T0 + at)
         self.pipeline.tick(T0 + at, inclusive=inclusive)
 
@@ -130,6 +143,18 @@ def test_group_wait_gathers_alerts_then_group_interval_and_repeat(sim: Sim) -> N
         (30, ["drift", "error_rate"], []),  # group_wait: both first alerts together
         (330, ["drift", "error_rate", "latency"], []),  # next group_interval: the newcomer
         (3930, ["drift", "error_rate", "latency"], []),  # repeat_interval after 330
+    ]
+
+
+def test_catching_up_sends_one_message_not_one_per_missed_repeat(sim: Sim) -> None:
+    """Alerting stopped for well over an hour: the flushes it missed run when it is back,
+    but the receiver hears once, and the next repeat is `repeat_interval` after that."""
+    sim.put(alert("error_rate", 0), 0)  # due at 30, but nothing runs until 5000
+    sim.jump_to(5000)
+    sim.run_until(9000)
+    assert sim.times() == [
+        (30, ["error_rate"], []),  # sent at 5000, the flush of 30 s
+        (8730, ["error_rate"], []),  # the first flush at least 3600 s after 5000
     ]
 
 

@@ -557,3 +557,19 @@ def test_a_reference_store_ignores_a_second_profile_of_the_same_id(tmp_path: Pat
     assert profiles.pin("m") is not None and profiles.pinned_models() == ["m"]
     profiles.set_pin("m", None, "me")
     assert profiles.pins() == {"m": profiles.pin("m")} and profiles.pins()["m"].profile_id is None
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [{}, {"trailing": "7d", "lag": "1d"}, {"start": "2026-11-01", "end": "2026-11-02"}],
+)
+def test_a_configuration_written_out_in_full_reads_back(
+    tmp_path: Path, reference: dict[str, str]
+) -> None:
+    """`watchkeeper demo` writes its configuration with every default spelled out (`lag: 0`,
+    `refresh: 1d` included); the file must load again, unchanged."""
+    config = config_from_dict({"models": {"m": {"reference": reference}}})
+    path = tmp_path / "watchkeeper.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    again = load_config(path)
+    assert again.model("m").reference == config.model("m").reference

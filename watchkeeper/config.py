@@ -507,7 +507,9 @@ class ReferenceConfig(_Section):
             )
         if self.trailing is None:
             for name in ("lag", "refresh"):
-                if name in self.model_fields_set:
+                # a default written out (a dumped configuration read back) says nothing
+                default = type(self).model_fields[name].default
+                if name in self.model_fields_set and getattr(self, name) != default:
                     raise KeyPathError((name,), f"{name} applies only to a trailing reference")
         return self
 
