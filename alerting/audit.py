@@ -13,7 +13,8 @@ before the audit log existed simply gains them on its next write.
 
 Each event has a time, an actor (the name a person typed or logged in with; for configuration
 and token files, the file's owner), an action (`silence.created`, `silence.expired`,
-`alert.acknowledged`, `config.loaded`, `config.changed`, `tokens.reloaded`), a target (a
+`alert.acknowledged`, `config.loaded`, `config.changed`, `tokens.reloaded`, and from
+`watchkeeper reference` `reference.set` and `reference.cleared`), a target (a
 silence id, an alert fingerprint, a file path), where it came from (`via`: cli, dashboard,
 serve, ...), the OS user of the process and the remote address where known, and a detail
 mapping. Details never hold secrets: configuration changes are recorded as key paths, and

@@ -118,11 +118,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     audit = commands.add_parser(
         "audit",
-        help="who made or expired silences, acknowledged alerts, changed config or tokens",
+        help="who made or expired silences, acknowledged alerts, changed config, tokens or "
+        "references",
         description="The audit log of the data directory's alert state file, newest first: "
         "silence.created, silence.expired, alert.acknowledged, config.loaded, config.changed, "
-        "tokens.reloaded. It never holds secrets: configuration changes are key paths, token "
-        "changes are token names.",
+        "tokens.reloaded, reference.set, reference.cleared. It never holds secrets: "
+        "configuration changes are key paths, token changes are token names.",
     )
     _state_options(audit)
     audit.add_argument(
