@@ -269,6 +269,30 @@ def test_a_self_signed_ingest_certificate_is_trusted_for_health_checks(tmp_path:
         server.close()
 
 
+def test_on_loopback_the_ingest_certificate_is_pinned_whatever_name_it_has(
+    tmp_path: Path,
+) -> None:
+    """The usual production certificate names the service, not 127.0.0.1; the banner on the
+    same machine asks 127.0.0.1 and must still get through, but only to that certificate."""
+    trustme = pytest.importorskip("trustme")
+    served = trustme.CA().issue_cert("watchkeeper.internal")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.configure_cert(context)
+    own = tmp_path / "ingest.pem"  # what `ingest.tls_certfile` names
+    own.write_bytes(served.cert_chain_pems[0].bytes())
+    other = tmp_path / "other.pem"  # the same name, another key
+    other.write_bytes(trustme.CA().issue_cert("watchkeeper.internal").cert_chain_pems[0].bytes())
+    server = HealthServer(tls=context)
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        assert check(f"{server.url}/ok/healthz", cafile=own).status == "ok"
+        impostor = check(f"{server.url}/ok/healthz", cafile=other)
+        assert impostor.status == "unreachable"
+        assert "CERTIFICATE_VERIFY_FAILED" in impostor.error
+    finally:
+        server.close()
+
+
 def test_credentials_in_a_health_url_are_not_shown(server: HealthServer) -> None:
     port = server.url.rsplit(":", 1)[1]
     got = check(f"http://user:s3cret-token@127.0.0.1:{port}/degraded/healthz")
