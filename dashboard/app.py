@@ -61,10 +61,7 @@ def settings(argv: Sequence[str]) -> Settings:
     if args[:1] == ["--"]:
         args = args[1:]
     options = parser.parse_args(args)
-    config = load_config(options.config)
-    if options.data_dir is not None:
-        storage = config.storage.model_copy(update={"path": options.data_dir})
-        config = config.model_copy(update={"storage": storage})
+    config = load_config(options.config).with_data_dir(options.data_dir)
     return Settings(config, options.auth_file)
 
 

@@ -27,10 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    if args.data_dir is not None:
-        storage = config.storage.model_copy(update={"path": args.data_dir})
-        config = config.model_copy(update={"storage": storage})
+    config = load_config(args.config).with_data_dir(args.data_dir)
     return config
 
 

@@ -207,10 +207,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace) -> Config:
     """The configuration of `serve`, `detect` or `dashboard`; a changed file is recorded in
     the audit log (never fatal; a dashboard on an empty data directory creates nothing)."""
-    config = load_config(args.config)
-    if args.data_dir is not None:
-        storage = config.storage.model_copy(update={"path": args.data_dir})
-        config = config.model_copy(update={"storage": storage})
+    config = load_config(args.config).with_data_dir(args.data_dir)
     if args.config is not None:
         from watchkeeper.audit import BUSY_TIMEOUT_S, record_config_load
 

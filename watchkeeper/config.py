@@ -689,6 +689,13 @@ class Config(_Section):
     dashboard: DashboardConfig = DashboardConfig()
     scrape: list[ScrapeTarget] = []
 
+    def with_data_dir(self, path: Path | None) -> Config:
+        """This configuration with `storage.path` replaced by `path` (a command's
+        `--data-dir`); itself when `path` is None."""
+        if path is None:
+            return self
+        return self.model_copy(update={"storage": self.storage.model_copy(update={"path": path})})
+
     def model(self, name: str) -> ModelConfig:
         """The configuration of a model, or the defaults for a model nobody configured."""
         return self.models.get(name, self.detector.defaults)
