@@ -125,15 +125,22 @@ def _traffic(endpoint: str, models: int, rate: float, stop: threading.Event) -> 
     return sent
 
 
-def _probe(pid: int) -> tuple[float, int, int]:
-    """(RSS in MiB, open file descriptors, threads) of a process, from /proc."""
-    rss_kb = threads = 0
+def _probe(pid: int) -> tuple[float, float, int, int]:
+    """(RSS in MiB, its anonymous part in MiB, open file descriptors, threads), from /proc.
+
+    The anonymous part is the heap: a leak shows there. The rest of RSS is file pages the
+    process has mapped (libraries, SQLite's shared memory), which grow with the store file and
+    are given back under memory pressure.
+    """
+    rss_kb = anon_kb = threads = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss_kb = int(line.split()[1])
+        elif line.startswith("RssAnon:"):
+            anon_kb = int(line.split()[1])
         elif line.startswith("Threads:"):
             threads = int(line.split()[1])
-    return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads
+    return rss_kb / 1024, anon_kb / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads
 
 
 def _slope_per_hour(points: list[tuple[float, float]]) -> float:
@@ -169,7 +176,7 @@ def main() -> int:
     log = (work / "serve.log").open("w")
     serve = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=work)
     stop = threading.Event()
-    samples: list[tuple[float, float, int, int]] = []
+    samples: list[tuple[float, float, float, int, int]] = []
     sent: list[int] = [0]
     try:
         deadline = time.monotonic() + 60
@@ -195,8 +202,11 @@ def main() -> int:
             if serve.poll() is not None:
                 raise SystemExit(f"serve exited with {serve.returncode}; see serve.log")
             samples.append((elapsed, *_probe(serve.pid)))
-            rss, fds, threads = samples[-1][1:]
-            print(f"{elapsed:7.0f}s  rss {rss:7.1f} MiB  fds {fds:4d}  threads {threads:3d}")
+            rss, anon, fds, threads = samples[-1][1:]
+            print(
+                f"{elapsed:7.0f}s  rss {rss:7.1f} MiB  anon {anon:7.1f} MiB  fds {fds:4d}"
+                f"  threads {threads:3d}"
+            )
             sys.stdout.flush()
             if elapsed >= args.duration:
                 break
@@ -232,7 +242,13 @@ def main() -> int:
     print()
     print("| | start | end | max | slope/h (whole run) | slope/h (second half) |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, i, unit in (("RSS", 1, " MiB"), ("open fds", 2, ""), ("threads", 3, "")):
+    rows = (
+        ("RSS", 1, " MiB"),
+        ("RSS anonymous", 2, " MiB"),
+        ("open fds", 3, ""),
+        ("threads", 4, ""),
+    )
+    for name, i, unit in rows:
         values = [s[i] for s in samples]
         whole = _slope_per_hour([(s[0], s[i]) for s in samples])
         second = _slope_per_hour([(s[0], s[i]) for s in half])

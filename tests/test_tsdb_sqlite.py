@@ -93,6 +93,27 @@ def test_repeated_ids_are_not_stored_twice(store: SQLiteStore) -> None:
     assert len(store.predictions("m", 0, 5000)) == 3
 
 
+@pytest.mark.parametrize("variable_limit", [None, 999])
+def test_big_batches_are_stored_whole_with_repeats_counted_once(
+    store: SQLiteStore, variable_limit: int | None
+) -> None:
+    """Many rows go into each INSERT statement; an SQLite built to allow fewer bound values
+    per statement (999 before 3.32) takes smaller statements, never loses rows."""
+    if variable_limit is not None:
+        store._conn().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, variable_limit)
+    first = [_prediction(i, 1000.0 + i) for i in range(1537)]
+    assert store.write(predictions=first).predictions == 1537
+    # Half old ids, half new, one new id twice in the batch, across chunk boundaries.
+    second = [_prediction(i, 1000.0 + i) for i in range(768, 2305)] + [_prediction(2000, 3500.0)]
+    labels = [Label("m", f"p{i}", i % 2, 4000.0) for i in range(1100)]
+    result = store.write(predictions=second, labels=labels)
+    assert (result.predictions, result.labels) == (2305 - 1537, 1100)
+    stored = store.predictions("m", 0, 5000)
+    assert sorted(int(p.prediction_id[1:]) for p in stored) == list(range(2305))
+    assert {p.prediction_id: p.timestamp for p in stored}["p2000"] == 3000.0  # the first kept
+    assert len(store.labels("m", [f"p{i}" for i in range(2305)])) == 1100
+
+
 def test_a_failing_batch_leaves_nothing_behind(store: SQLiteStore) -> None:
     good = Sample("m", "up", 1.0, 1.0)
     bad = Prediction("m", "p", 2.0, features={"x": object()})  # type: ignore[dict-item]

@@ -13,6 +13,7 @@ Durability and sharing between processes are described in docs/storage.md.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -175,27 +176,14 @@ class SQLiteStore:
         late = rows.oldest_prediction < rolled_until(conn)
         if late:
             (newest_rowid,) = conn.execute("SELECT max(rowid) FROM predictions").fetchone()
-        n_samples = _insert_count(
-            conn, "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?)", rows.samples
-        )
-        n_predictions = _insert_count(
-            conn,
-            "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows.predictions,
-        )
+        n_samples = _insert_count(conn, "samples", 6, rows.samples)
+        n_predictions = _insert_count(conn, "predictions", 9, rows.predictions)
         if late and n_predictions:
             # Rows for periods already rolled up join their periods now, in this same
             # transaction; rowids above the old maximum are exactly this batch's new rows.
             rollup_rows(conn, "p.rowid > ? AND p.ts < ?", (newest_rowid or 0, rolled_until(conn)))
-        n_labels = _insert_count(
-            conn, "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?)", rows.labels
-        )
-        n_findings = _insert_count(
-            conn,
-            "INSERT OR IGNORE INTO findings VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows.findings,
-        )
+        n_labels = _insert_count(conn, "labels", 4, rows.labels)
+        n_findings = _insert_count(conn, "findings", 18, rows.findings)
         if rows.seen:
             conn.executemany(
                 "INSERT INTO models VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -560,12 +548,38 @@ class _Job:
         return self.result
 
 
-def _insert_count(conn: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]]) -> int:
+def _insert_count(
+    conn: sqlite3.Connection, table: str, width: int, rows: list[tuple[object, ...]]
+) -> int:
+    """Insert `rows` (`width` values each) unless already stored; how many were new.
+
+    Many rows go in per statement, not one per `executemany` step: the sqlite3 module lets go
+    of the GIL around every step, and while the ingest API's other threads wait for the GIL
+    each of those hand-overs costs more than the row itself. Chunks are powers of two, so a
+    connection prepares at most a handful of statements per table and its cache keeps them.
+    """
     if not rows:
         return 0
     before = conn.total_changes
-    conn.executemany(sql, rows)
+    most = _MAX_CHUNK
+    while most * width > conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER):
+        most //= 2
+    done, total = 0, len(rows)
+    while done < total:
+        size = min(most, 1 << ((total - done).bit_length() - 1))
+        values = [v for row in rows[done : done + size] for v in row]
+        conn.execute(_insert_sql(table, width, size), values)
+        done += size
     return conn.total_changes - before
+
+
+_MAX_CHUNK = 512  # rows per INSERT statement (fewer where SQLite allows fewer variables)
+
+
+@functools.cache
+def _insert_sql(table: str, width: int, rows: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"INSERT OR IGNORE INTO {table} VALUES " + ", ".join([row] * rows)
 
 
 def _finding(row: tuple[Any, ...]) -> Finding:
