@@ -32,23 +32,39 @@ LATENCY_KEEP = 400
 
 @dataclass(slots=True)
 class HealthHistory:
-    """Per-window traffic and latency samples, oldest first, for baselines."""
+    """Per-window traffic and latency samples, oldest first, for baselines.
+
+    Each kind is kept only as long as its own check looks back (a zero span keeps none): the
+    latency samples are the bulk of it, and keeping them for the throughput check's week
+    instead of the latency check's day grew a detector by megabytes per model per day.
+    """
 
     counts: deque[tuple[float, float]] = field(default_factory=deque)
     latencies: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
+    last_end: float = -math.inf
 
-    def record(self, window_end: float, count: float, latencies: np.ndarray, keep: float) -> None:
-        if self.counts and self.counts[-1][0] >= window_end:
+    def record(
+        self,
+        window_end: float,
+        count: float,
+        latencies: np.ndarray,
+        *,
+        keep_counts: float,
+        keep_latencies: float,
+    ) -> None:
+        if window_end <= self.last_end:
             return
-        self.counts.append((window_end, count))
-        if latencies.size:
+        self.last_end = window_end
+        if keep_counts > 0:
+            self.counts.append((window_end, count))
+        if keep_latencies > 0 and latencies.size:
             ordered = np.sort(latencies)
             if ordered.size > LATENCY_KEEP:
                 ordered = ordered[np.linspace(0, ordered.size - 1, LATENCY_KEEP).astype(int)]
             self.latencies.append((window_end, ordered))
-        while self.counts and self.counts[0][0] < window_end - keep:
+        while self.counts and self.counts[0][0] < window_end - keep_counts:
             self.counts.popleft()
-        while self.latencies and self.latencies[0][0] < window_end - keep:
+        while self.latencies and self.latencies[0][0] < window_end - keep_latencies:
             self.latencies.popleft()
 
 

@@ -205,9 +205,16 @@ class ModelJudge:
         checks = self.config.checks
         low, high = batch.bounds(window_end - self.config.window, window_end)
         latencies = batch.latency_s[low:high]
-        keep = max(checks.latency.baseline, checks.throughput.baseline) + self.config.window
+        latency, throughput = checks.latency, checks.throughput
+        baseline_latency = latency.enabled and latency.slo_ms is None
         count = float(np.sum(batch.weight[low:high]))
-        self._history.record(window_end, count, latencies[~np.isnan(latencies)], keep)
+        self._history.record(
+            window_end,
+            count,
+            latencies[~np.isnan(latencies)],
+            keep_counts=throughput.baseline + self.config.window if throughput.enabled else 0.0,
+            keep_latencies=latency.baseline + self.config.window if baseline_latency else 0.0,
+        )
 
     def _efficacy(self, batch: Batch, now: float, reference_id: str) -> list[Candidate]:
         assert self.profile is not None and self.profile.baseline is not None

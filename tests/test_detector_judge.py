@@ -243,6 +243,31 @@ def test_latency_against_slo_and_own_baseline() -> None:
     assert latency.breached and latency.threshold == pytest.approx(0.045)  # p95 ~ 55 ms
 
 
+def test_health_history_keeps_each_kind_only_as_long_as_its_check_looks_back() -> None:
+    """A long-running detector's memory: latency samples (up to 400 per window) were kept for
+    the throughput check's week rather than the latency check's baseline; the 30-minute
+    soak's memory grew by ~15 MiB/h from this alone."""
+    hours = [frame(300, T0 + h * HOUR, seed=h) for h in range(48)]
+    hours[47]["latency_ms"] *= 2.5
+    batch = batch_from_frame(pd.concat(hours, ignore_index=True))
+    latency_6h = {"latency": {"baseline": 6 * HOUR}}
+    cases = {
+        "both": (latency_6h, 8, 48),
+        "no throughput": ({**latency_6h, "throughput": {"enabled": False}}, 8, 0),
+        "latency SLO": ({"latency": {"slo_ms": 500}}, 0, 48),
+        "no latency": ({"latency": {"enabled": False}}, 0, 48),
+    }
+    for name, (checks, kept_latencies, kept_counts) in cases.items():
+        judge = ModelJudge("m", ModelConfig(window=HOUR, every=HOUR, checks=checks), None)
+        last: list[Finding] = []
+        for h in range(1, 49):
+            last = judge.judge(batch, T0 + h * HOUR)
+        history = judge._history
+        assert (len(history.latencies), len(history.counts)) == (kept_latencies, kept_counts), name
+        if name == "both":  # the trimmed baseline still judges: the slow last hour is found
+            assert next(f for f in last if f.check == "latency").breached
+
+
 def test_throughput_drop_against_the_same_hour_on_earlier_days() -> None:
     config = ModelConfig(window=HOUR, every=HOUR)
     judge = ModelJudge("m", config, None)
