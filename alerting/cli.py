@@ -140,8 +140,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config).with_data_dir(args.data_dir)
-    return config
+    return load_config(args.config).with_data_dir(args.data_dir)
 
 
 def _actor(given: str | None) -> Actor:

@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config).with_data_dir(args.data_dir)
-    return config
+    return load_config(args.config).with_data_dir(args.data_dir)
 
 
 def _no_reads(model: str, start: float, end: float) -> Batch:

@@ -561,8 +561,8 @@ def _insert_count(
     if not rows:
         return 0
     before = conn.total_changes
-    most = _MAX_CHUNK
-    while most * width > conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER):
+    most, allowed = _MAX_CHUNK, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    while most * width > allowed:
         most //= 2
     done, total = 0, len(rows)
     while done < total:
